@@ -1,0 +1,62 @@
+"""The ``verl.plugins`` entry point (``sspo = sspo_verl.adapter.plugin`` in setup.py).
+
+verl imports this module in every process that imports verl — the driver, the TaskRunner, every Ray worker —
+so that ``loss_mode=sspo`` and ``adv_estimator=sspo`` are registered and the micro-batch context is installed
+before any worker builds its loss. With ``VERL_PLATFORM=cpu`` it also activates the CPU backend
+(:mod:`sspo_verl.cpu`); on any other platform the CPU backend is never imported.
+
+verl swallows entry-point errors at DEBUG level, so a failure here is logged at ERROR level before it is
+re-raised; :func:`ensure_registered` is the loud check callers run before training starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+logger = logging.getLogger("sspo_verl")
+
+POLICY_LOSS = "sspo"
+ADV_ESTIMATOR = "sspo"
+
+
+def register() -> None:
+    """Register SSPO in verl and install the micro-batch context (idempotent)."""
+    from sspo_verl.adapter import advantage, policy_loss  # noqa: F401  (registration by decorator)
+    from sspo_verl.adapter.microbatch import install
+
+    install()
+    if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
+        from sspo_verl.cpu import activate
+
+        activate()
+
+
+def ensure_registered() -> None:
+    """Raise with a fix if SSPO is not fully registered in this process."""
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
+
+    from sspo_verl.adapter.microbatch import is_installed
+
+    missing = []
+    if POLICY_LOSS not in POLICY_LOSS_REGISTRY:
+        missing.append(f"policy loss {POLICY_LOSS!r}")
+    if ADV_ESTIMATOR not in ADV_ESTIMATOR_REGISTRY:
+        missing.append(f"advantage estimator {ADV_ESTIMATOR!r}")
+    if not is_installed():
+        missing.append("the ppo_loss micro-batch context")
+    if missing:
+        raise RuntimeError(
+            "sspo-verl is not registered in verl in this process (missing: " + ", ".join(missing) + "). "
+            "Install the package where verl runs (pip install sspo-verl / pip install -e .), do not exclude it "
+            "with VERL_USE_EXTERNAL_PLUGINS, or set VERL_USE_EXTERNAL_MODULES=sspo_verl.adapter.plugin."
+        )
+
+
+try:
+    register()
+except Exception:
+    logger.exception(
+        "sspo-verl plugin failed to load: loss_mode=sspo and adv_estimator=sspo are NOT registered in this process"
+    )
+    raise

@@ -1,0 +1,170 @@
+"""``loss_mode=sspo`` in verl's policy-loss registry.
+
+verl calls the loss with keywords (``old_log_prob, log_prob, advantages, response_mask, loss_agg_mode,
+config, rollout_is_weights``). SSPO also needs the response token ids and the token entropy: they come from
+the micro-batch context installed by :mod:`sspo_verl.adapter.microbatch`, or from the ``response_ids`` /
+``entropy`` keywords when a caller passes them directly. The per-token math is :mod:`sspo_verl.core`; the
+aggregation is verl's own ``agg_loss`` with ``config.global_batch_info``, so every ``loss_agg_mode`` behaves
+exactly as for verl's losses, independent of the micro-batch split and the data-parallel size.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Optional
+
+import torch
+from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
+
+from sspo_verl.adapter.config import SSPOPolicyLossConfig
+from sspo_verl.adapter.microbatch import current_microbatch
+from sspo_verl.core.loss import SSPOParams, sspo_loss_matrix, sspo_metrics
+from sspo_verl.core.segmentation import BoundaryTable, build_boundary_table_from_tokenizer, delimiters_for, segment_responses
+
+logger = logging.getLogger(__name__)
+
+LOSS_MODE = "sspo"
+METRIC_PREFIX = "actor/sspo/"
+_VERL_METRICS = ("pg_clipfrac", "ppo_kl", "pg_clipfrac_lower")
+
+
+@functools.lru_cache(maxsize=8)
+def _cpu_boundary_table(tokenizer_path: str, delimiters: str) -> BoundaryTable:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    table = build_boundary_table_from_tokenizer(tokenizer, delimiters)
+    logger.info("sspo-verl: boundary table for %s (%d ids, delimiters %r)", tokenizer_path, table.vocab_size, delimiters)
+    return table
+
+
+@functools.lru_cache(maxsize=16)
+def boundary_table(tokenizer_path: str, delimiters: str, device: str) -> BoundaryTable:
+    """The segmentation lookup table for a tokenizer, built once per process and moved once per device."""
+    return _cpu_boundary_table(tokenizer_path, delimiters).to(torch.device(device))
+
+
+def _sspo_config(config) -> SSPOPolicyLossConfig:
+    policy_loss = config.policy_loss if config is not None else None
+    if not isinstance(policy_loss, SSPOPolicyLossConfig):
+        raise TypeError(
+            "loss_mode=sspo needs its typed config: set "
+            "actor_rollout_ref.actor.policy_loss._target_=sspo_verl.SSPOPolicyLossConfig "
+            "(the hydra preset algorithm=sspo does this). Got "
+            f"{type(policy_loss).__name__}."
+        )
+    return policy_loss
+
+
+def resolve_tokenizer_path(config) -> str:
+    """``policy_loss.tokenizer_path``, else the actor model's own tokenizer path."""
+    explicit = _sspo_config(config).tokenizer_path
+    if explicit:
+        return explicit
+    model_config = config.get("model_config", None)
+    for key in ("local_tokenizer_path", "tokenizer_path", "local_path", "path"):
+        value = model_config.get(key, None) if model_config is not None else None
+        if isinstance(value, str) and value:
+            return value
+    raise ValueError(
+        "SSPO segmentation needs the tokenizer that produced the responses: set "
+        "actor_rollout_ref.actor.policy_loss.tokenizer_path (sspo-train defaults it to actor_rollout_ref.model.path)."
+    )
+
+
+def sspo_params(config) -> SSPOParams:
+    """Build the core's hyper-parameters from verl's ``ActorConfig``."""
+    pl = _sspo_config(config)
+    clip_ratio_low = config.clip_ratio_low if config.clip_ratio_low is not None else config.clip_ratio
+    clip_ratio_high = config.clip_ratio_high if config.clip_ratio_high is not None else config.clip_ratio
+    clip_ratio_c = config.get("clip_ratio_c", 3.0)
+    if clip_ratio_c is not None and not clip_ratio_c > 1.0:
+        raise ValueError(
+            f"actor_rollout_ref.actor.clip_ratio_c={clip_ratio_c}: the dual-clip constant must be > 1.0 "
+            "(verl default 3.0), or null to disable the dual clip."
+        )
+    return SSPOParams(
+        clip_ratio_low=clip_ratio_low,
+        clip_ratio_high=clip_ratio_high,
+        clip_ratio_c=clip_ratio_c,
+        ratio_grad=pl.ratio_grad,
+        entropy_clip=pl.entropy_clip,
+        entropy_alpha=pl.entropy_alpha,
+        entropy_scale_min=pl.entropy_scale_min,
+        entropy_scale_max=pl.entropy_scale_max,
+        entropy_adapt=pl.entropy_adapt,
+    )
+
+
+@register_policy_loss(LOSS_MODE)  # type: ignore[arg-type]
+def compute_policy_loss_sspo(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str = "seq-mean-token-mean",
+    config: Optional[Any] = None,
+    rollout_is_weights: Optional[torch.Tensor] = None,
+    response_ids: Optional[torch.Tensor] = None,
+    entropy: Optional[torch.Tensor] = None,
+    **kwargs,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """SSPO policy loss (spec §4–§7).
+
+    Args:
+        old_log_prob: log π_old. Shape: (B, T)
+        log_prob: log π_θ, has grad. Shape: (B, T)
+        advantages: Shape: (B, T)
+        response_mask: Shape: (B, T)
+        loss_agg_mode: any verl mode; the SSPO preset uses ``seq-mean-token-mean`` [ours].
+        config: verl ``ActorConfig`` whose ``policy_loss`` is an :class:`SSPOPolicyLossConfig`.
+        rollout_is_weights: optional rollout-correction weights. Shape: (B, T)
+        response_ids: response token ids; default: from the current micro-batch. Shape: (B, T)
+        entropy: token entropy of π_θ; default: from the current micro-batch. Shape: (B, T)
+
+    Returns:
+        ``(loss, metrics)``: scalar loss; ``actor/pg_clipfrac``, ``actor/ppo_kl``, ``actor/pg_clipfrac_lower``
+        and the ``actor/sspo/*`` diagnostics as floats (one device sync for all of them).
+    """
+    pl = _sspo_config(config)
+    params = sspo_params(config)
+    B, T = response_mask.shape
+    microbatch = current_microbatch()
+    if response_ids is None:
+        if microbatch is None:
+            raise RuntimeError(
+                "loss_mode=sspo was called outside verl's ppo_loss micro-batch context, so it cannot see the "
+                "response token ids. The sspo_verl plugin is not active in this process: check that sspo-verl is "
+                "installed here (pip show sspo-verl) and that VERL_USE_EXTERNAL_PLUGINS does not exclude it, or "
+                "pass response_ids= explicitly."
+            )
+        response_ids = microbatch.response_ids(T)
+    if params.entropy_clip and entropy is None:
+        entropy = microbatch.entropy(T) if microbatch is not None else None
+        if entropy is None:
+            raise ValueError(
+                "SSPO entropy clipping is on but verl computed no entropy for this micro-batch. Set "
+                "actor_rollout_ref.actor.calculate_entropy=true (sspo-train does this for algorithm=sspo), or "
+                "turn entropy clipping off with actor_rollout_ref.actor.policy_loss.entropy_clip=false."
+            )
+    if tuple(response_ids.shape) != (B, T):
+        raise ValueError(f"response ids {tuple(response_ids.shape)} do not match the response mask {(B, T)}")
+
+    device = log_prob.device
+    table = None
+    if pl.granularity in ("subsentence", "sentence"):
+        table = boundary_table(resolve_tokenizer_path(config), delimiters_for(pl.granularity, pl.delimiters), str(device))
+    segments = segment_responses(response_ids.to(device), response_mask.to(device), pl.granularity, table,
+                                 pl.numeric_guard)
+    pg_losses, stats = sspo_loss_matrix(log_prob, old_log_prob, advantages, segments, params, entropy=entropy,
+                                        rollout_is_weights=rollout_is_weights)
+    pg_loss = agg_loss(loss_mat=pg_losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode,
+                       **config.global_batch_info)
+
+    metrics = sspo_metrics(stats)
+    values = torch.stack([v.reshape(()) for v in metrics.values()]).tolist()  # one device sync
+    out = {}
+    for name, value in zip(metrics, values):
+        out[f"actor/{name}" if name in _VERL_METRICS else f"{METRIC_PREFIX}{name}"] = value
+    return pg_loss, out

@@ -1,0 +1,49 @@
+"""SSPO's math in plain torch, read alongside ``spec/SSPO.md``. No verl, Ray, Hydra or OmegaConf import.
+
+    segmentation  token ids -> subsentence segments (§3)
+    ratio         subsentence importance ratio, both gradient forms (§4)
+    clip_bounds   entropy-adaptive PPO-clip bounds (§5)
+    loss          the SSPO loss matrix and its metrics (§6, §7)
+    advantage     group-relative outcome advantage (§8)
+"""
+
+from sspo_verl.core.advantage import group_relative_advantage, outcome_advantage
+from sspo_verl.core.clip_bounds import ENTROPY_ADAPT_MODES, clip_bounds, entropy_scale
+from sspo_verl.core.loss import SSPO_METRIC_NAMES, SSPOLossStats, SSPOParams, sspo_loss_matrix, sspo_metrics
+from sspo_verl.core.ratio import LOG_RATIO_MAX, RATIO_GRAD_MODES, subsentence_log_ratio
+from sspo_verl.core.segmentation import (
+    DEFAULT_DELIMITERS,
+    GRANULARITIES,
+    SENTENCE_DELIMITERS,
+    BoundaryTable,
+    Segments,
+    build_boundary_table,
+    build_boundary_table_from_tokenizer,
+    delimiters_for,
+    segment_responses,
+)
+
+__all__ = [
+    "BoundaryTable",
+    "DEFAULT_DELIMITERS",
+    "ENTROPY_ADAPT_MODES",
+    "GRANULARITIES",
+    "LOG_RATIO_MAX",
+    "RATIO_GRAD_MODES",
+    "SENTENCE_DELIMITERS",
+    "SSPO_METRIC_NAMES",
+    "SSPOLossStats",
+    "SSPOParams",
+    "Segments",
+    "build_boundary_table",
+    "build_boundary_table_from_tokenizer",
+    "clip_bounds",
+    "delimiters_for",
+    "entropy_scale",
+    "group_relative_advantage",
+    "outcome_advantage",
+    "segment_responses",
+    "sspo_loss_matrix",
+    "sspo_metrics",
+    "subsentence_log_ratio",
+]
