@@ -1,0 +1,209 @@
+"""The verl reward function: an equivalence table, adversarial outputs, and verl's own reward manager."""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from sspo_verl.reward import math_reward
+from sspo_verl.reward.verifier_pool import VerifierPool
+
+# (ground truth, boxed model answer): equal values in different forms.
+EQUIVALENT = [
+    (r"\frac{1}{2}", "0.5"),
+    (r"\frac{1}{2}", r"\dfrac{1}{2}"),
+    (r"\frac{1}{2}", "1/2"),
+    (r"2\sqrt{2}", r"\sqrt{8}"),
+    ("(1,2)", "(1, 2)"),
+    (r"\{1,2\}", r"\{2,1\}"),
+    ("x^2+2x+1", "(x+1)^2"),
+    (r"10\%", "10"),  # percent sign is a unit (MATH convention)
+    (r"90^\circ", "90"),
+    ("1000", "1,000"),
+    ("3", "3.0"),
+    (r"\frac{\pi}{2}", r"\pi/2"),
+    ("[1,2)", "[1, 2)"),
+    (r"\text{(A)}", "A"),
+    (r"-\frac{3}{4}", "-0.75"),
+    (r"\infty", r"\infty"),
+    ("5", "x=5"),
+    (r"\$18", "18"),
+    ("18", r"18 \text{ dollars}"),
+    ("2", r"\sqrt{4}"),
+    ("1.5", r"\frac32"),
+    (r"\begin{pmatrix}1\\2\end{pmatrix}", r"\begin{pmatrix}1 \\ 2\end{pmatrix}"),
+    (r"x\in[1,2]", "[1,2]"),
+]
+# (ground truth, boxed model answer): different values.
+NOT_EQUIVALENT = [
+    (r"\frac{1}{2}", "0.51"),
+    ("2", "3"),
+    ("(1,2)", "(2,1)"),
+    ("x^2", "x^3"),
+    ("[1,2)", "[1,2]"),
+    ("10", "100"),
+    (r"\sqrt{2}", "1.41"),
+    ("A", "B"),
+    ("-1", "1"),
+    (r"\pi", "3.14"),
+    ("1000", "100"),
+    (r"\{1,2\}", r"\{1,2,3\}"),
+]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with VerifierPool(num_procs=2) as p:
+        yield p
+
+
+def test_equivalence_table(pool):
+    responses = [f"Some reasoning.\nThe answer is $\\boxed{{{pred}}}$." for _, pred in EQUIVALENT + NOT_EQUIVALENT]
+    golds = [gold for gold, _ in EQUIVALENT + NOT_EQUIVALENT]
+    results = math_reward.score_many(responses, golds, timeout_s=10, pool=pool)
+    wrong = []
+    for (gold, pred), result, expected in zip(
+        EQUIVALENT + NOT_EQUIVALENT, results, [1.0] * len(EQUIVALENT) + [0.0] * len(NOT_EQUIVALENT)
+    ):
+        if result["score"] != expected or result["verify_timeout"] or result["verify_error"]:
+            wrong.append((gold, pred, result))
+    assert not wrong
+
+
+def test_list_and_numeric_ground_truths(pool):
+    assert math_reward.score_response(r"\boxed{7}", ["6", "7"], pool=pool)["score"] == 1.0
+    assert math_reward.score_response(r"\boxed{7}", np.array(["6", "8"]), pool=pool)["score"] == 0.0
+    assert math_reward.score_response(r"\boxed{204}", 204.0, pool=pool)["score"] == 1.0
+    empty = math_reward.score_response(r"\boxed{7}", "", pool=pool)
+    assert empty["score"] == 0.0 and empty["verify_error"] == 1.0
+
+
+ADVERSARIAL = {
+    "no answer": "I think it is 42 but I will not box it.",
+    "unbalanced box": r"The answer is \boxed{42",
+    "huge string": "7" * 20_000_000 + " no box",
+    "huge before box": "x" * 20_000_000 + r"\boxed{41}",
+    "deep nesting": r"\boxed{" + "{" * 400 + "42" + "}" * 400 + "}",
+    "deep frac": r"\boxed{" + r"\frac{1}{" * 150 + "2" + "}" * 150 + "}",
+    "power tower": r"\boxed{9^{9^{9^{9^{9}}}}}",
+    "huge factorial": r"\boxed{99999999999999999!}",
+    "binary junk": "\x00\x01\xff\ud800\x1b[31m" * 100_000 + r"\boxed{\x00\xff}",
+    "latex junk": r"\boxed{\begin{array}\end{matrix}}}}\left(\right.\frac{}{}^^^__}",
+    "none": None,
+    "bytes": b"\xff\xfe\\boxed{42",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_adversarial_outputs_score_zero_and_return(pool, name):
+    start = time.monotonic()
+    result = math_reward.score_response(ADVERSARIAL[name], "42", timeout_s=1.0, pool=pool)
+    assert result["score"] == 0.0 and result["acc"] == 0.0
+    assert time.monotonic() - start < 8.0
+    assert set(result) == {"score", "acc", "pred", "has_answer", "verify_timeout", "verify_error"}
+
+
+def test_timeout_is_reported(pool):
+    result = math_reward.score_response(r"\boxed{9^{9^{9^{9^{9}}}}}", "1", timeout_s=0.5, pool=pool)
+    assert result["score"] == 0.0 and result["verify_timeout"] == 1.0 and result["has_answer"] == 1.0
+
+
+def test_compute_score_signature_and_keys():
+    """verl's call: keywords data_source/solution_str/ground_truth/extra_info plus reward_kwargs."""
+    out = math_reward.compute_score(
+        data_source="aime24",
+        solution_str=r"so \boxed{\frac{6}{8}}",
+        ground_truth="0.75",
+        extra_info={"split": "test", "index": 0},
+        timeout_s=10.0,
+        reward_router_address=None,  # verl may add such keywords; they are ignored
+    )
+    assert out["score"] == 1.0 and out["acc"] == 1.0 and out["pred"] == r"\frac{6}{8}"
+    miss = math_reward.compute_score("x", "no box", "1")
+    assert set(miss) == set(out) and miss["score"] == 0.0 and miss["pred"] == ""
+
+
+class _CharTokenizer:
+    """Just enough tokenizer for verl's NaiveRewardManager: ids are code points."""
+
+    eos_token = "\x03"
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(int(i)) for i in ids)
+
+
+def _verl_batch(responses, golds, width=64):
+    from verl import DataProto
+
+    ids = torch.zeros(len(responses), width, dtype=torch.long)
+    mask = torch.zeros(len(responses), 4 + width, dtype=torch.long)
+    for row, text in enumerate(responses):
+        codes = [ord(c) for c in text][:width]
+        ids[row, : len(codes)] = torch.tensor(codes)
+        mask[row, : 4 + len(codes)] = 1
+    return DataProto.from_dict(
+        tensors={"responses": ids, "attention_mask": mask, "prompts": torch.ones(len(responses), 4, dtype=torch.long)},
+        non_tensors={
+            "data_source": np.array(["aime24"] * len(responses), dtype=object),
+            "reward_model": np.array([{"style": "rule", "ground_truth": g} for g in golds], dtype=object),
+            "extra_info": np.array([{"index": i} for i in range(len(responses))], dtype=object),
+        },
+    )
+
+
+def test_runs_under_verl_reward_manager_threads():
+    """Load the function the way verl does (custom_reward_function path pkg://...) and run verl's
+    NaiveRewardManager.run_single concurrently: compute_score then runs in executor threads."""
+    from omegaconf import OmegaConf
+
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    config = OmegaConf.create(
+        {
+            "reward": {
+                "custom_reward_function": {
+                    "path": "pkg://sspo_verl.reward.math_reward",
+                    "name": "compute_score",
+                    "reward_kwargs": {"timeout_s": 1.0},
+                },
+                "reward_manager": {"source": "register", "name": "naive"},
+                "sandbox_fusion": None,
+            }
+        }
+    )
+    responses = [r"\boxed{1/2}", r"\boxed{9^{9^{9^{9^{9}}}}}", "no answer", r"\boxed{3}", r"\boxed{\sqrt{9}}"]
+    golds = [r"\frac{1}{2}", "1", "2", "4", "3"]
+    expected = [1.0, 0.0, 0.0, 0.0, 1.0]
+    data = _verl_batch(responses, golds)
+
+    thread_names = set()
+    original = math_reward.score_response
+
+    def spy(*args, **kwargs):
+        thread_names.add(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        math_reward.score_response = spy
+        manager = load_reward_manager(config, _CharTokenizer())
+
+        async def run_all():
+            return await asyncio.gather(*(manager.run_single(data[i : i + 1]) for i in range(len(data))))
+
+        start = time.monotonic()
+        outputs = loop.run_until_complete(run_all())
+        elapsed = time.monotonic() - start
+    finally:
+        math_reward.score_response = original
+        asyncio.set_event_loop(None)
+        loop.close()
+    assert [o["reward_score"] for o in outputs] == expected
+    assert outputs[1]["reward_extra_info"]["verify_timeout"] == 1.0
+    assert all(set(o["reward_extra_info"]) == set(outputs[0]["reward_extra_info"]) for o in outputs)
+    assert thread_names and threading.main_thread().name not in thread_names  # called from worker threads
+    assert elapsed < 30
