@@ -30,7 +30,8 @@ def entropy_scale(
     ``entropy`` must be finite at valid tokens; padding is ignored.
     """
     mask = segments.mask
-    ent = torch.where(mask, entropy.detach(), torch.zeros_like(entropy)).float()  # (B, T)
+    dtype = torch.promote_types(entropy.dtype, torch.float32)  # bf16 entropy -> fp32 statistics
+    ent = torch.where(mask, entropy.detach(), torch.zeros_like(entropy)).to(dtype)  # (B, T)
     mu = ent.sum() / mask.sum().clamp(min=1)  # μ, scalar
     seg_ent = segments.mean(ent)  # H̄, (B·T,)
     g = torch.clamp((seg_ent / (mu + ENTROPY_EPS)) ** alpha, scale_min, scale_max)  # (B·T,)
