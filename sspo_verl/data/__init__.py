@@ -1,0 +1,11 @@
+"""Data preparation for math RL and evaluation (``sspo-data``): source files or the local HF cache → verl parquet.
+
+Public API:
+    prepare.prepare_dataset     read, convert, validate and write one dataset
+    prepare.build_rows          records → verl rows (validation, MATH level filter, dedup)
+    prepare.read_verl_rows      read a verl parquet back, checking its schema (used by ``sspo-eval``)
+    readers.resolve_records     local file/dir, or the offline Hub / ``datasets`` cache
+    sources.SOURCES             the known datasets (train: math_l35, dapo_math_17k, gsm8k;
+                                eval: aime24, amc23, math500, minerva_math, olympiadbench, aime25)
+    templates.build_prompt      the Qwen-Math ``\\boxed{}`` prompt templates
+"""

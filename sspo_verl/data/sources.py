@@ -1,0 +1,226 @@
+"""The datasets ``sspo-data`` knows: where each lives on the Hugging Face Hub and how its rows map to
+(question, answer).
+
+Column names were checked against each source's loaders in public code (QwenLM/Qwen2.5-Math
+``evaluation/parser.py::parse_ground_truth`` and ``parse_question``; DAPO-Math-17k users; dataset cards):
+
+==============  =============================  =========  ======  ===========================================
+name            default source (config)        split      role    columns used
+==============  =============================  =========  ======  ===========================================
+math_l35        DigitalLearningGmbH/MATH-       train      train   problem; solution (last \\boxed); level
+                lighteval (default)                                "Level 3".."Level 5" kept; type
+dapo_math_17k   BytedTsinghua-SIA/DAPO-Math-    train      train   verl rows: prompt[0].content minus DAPO's
+                17k                                                "Solve the following ..." wrapper;
+                                                                   reward_model.ground_truth. Also accepts
+                                                                   open-r1/DAPO-Math-17k-Processed
+                                                                   (prompt: str, solution). Deduplicated.
+gsm8k           openai/gsm8k (main)            train      train   question; answer after "####", commas
+                                                                   removed
+aime24          HuggingFaceH4/aime_2024        train      eval    problem; answer (also Maxwell-Jia/AIME_2024
+                                                                   Problem/Answer, math-ai/aime24)
+aime25          math-ai/aime25                 test       eval    problem; answer
+amc23           math-ai/amc23                  test       eval    question; answer (numbers as text)
+math500         HuggingFaceH4/MATH-500         test       eval    problem; answer
+minerva_math    math-ai/minervamath            test       eval    question; answer (Qwen2.5-Math's
+                                                                   minerva_math jsonl: problem; solution box)
+olympiadbench   math-ai/olympiadbench          test       eval    question; final_answer (list; joined with
+                                                                   ", "; $ stripped)
+==============  =============================  =========  ======  ===========================================
+
+Eval sources share one generic mapping (keys lower-cased, question from ``problem``/``question``, answer
+from ``answer``/``final_answer``, else the last ``\\boxed{}`` of ``solution``), so the common mirrors of each
+benchmark work without code changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sspo_verl.reward.answer_extraction import last_boxed_answer
+
+EVAL_BENCHMARKS = ("aime24", "amc23", "math500", "minerva_math", "olympiadbench")  # the paper's five
+EXTRA_EVAL = ("aime25",)  # post-cutoff check, reported beside the five, not in their average
+TRAIN_SETS = ("math_l35", "dapo_math_17k", "gsm8k")
+
+# DAPO-Math-17k wraps each question in this instruction (its "Answer:" format, not \boxed).
+DAPO_PREFIX = (
+    "Solve the following math problem step by step. The last line of your response should be of the form "
+    "Answer: $Answer (without quotes) where $Answer is the answer to the problem.\n\n"
+)
+DAPO_SUFFIX = '\n\nRemember to put your answer on its own line after "Answer:".'
+
+
+class RowError(ValueError):
+    """A source row that cannot become a training/eval example; the message says why."""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    question: str
+    answer: str
+    level: int | None = None  # MATH difficulty 1..5, None when unknown
+    subject: str = ""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One dataset: its default location and its row mapping."""
+
+    name: str
+    role: str  # "train" or "eval"
+    hf_id: str
+    hf_config: str | None
+    hf_split: str
+    parse_row: Callable[[dict], Parsed]
+    levels: tuple[int, ...] | None = None  # keep only these MATH levels
+    dedup: bool = False  # drop repeated questions (DAPO-Math-17k repeats each ~100 times)
+    description: str = ""
+
+
+def answer_text(value: Any) -> str:
+    """Normalise an answer cell to text: ints stay ints (``204.0`` → ``204``), lists join with ", ",
+    surrounding ``$`` and whitespace are stripped."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:  # NaN: a missing cell in pandas-written files
+            return ""
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
+        parts = [answer_text(v) for v in value]
+        return ", ".join(p for p in parts if p)
+    text = str(value).strip()
+    if len(text) >= 2 and text.startswith("$") and text.endswith("$"):
+        text = text.strip("$").strip()
+    return text
+
+
+def _lower_keys(row: dict) -> dict:
+    return {str(k).lower(): v for k, v in row.items()}
+
+
+def _first(row: dict, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = row.get(key)
+        if value is not None and answer_text(value) != "":
+            return value
+    return None
+
+
+def _question(row: dict) -> str:
+    value = _first(row, ("problem", "question"))
+    if value is None:
+        raise RowError(f"no question: expected a non-empty 'problem' or 'question' column, have {sorted(row)}")
+    return str(value).strip()
+
+
+def parse_generic(row: dict) -> Parsed:
+    """Eval sets: question from problem/question; answer from answer/final_answer, else boxed solution."""
+    row = _lower_keys(row)
+    question = _question(row)
+    value = _first(row, ("answer", "final_answer", "gt", "ground_truth"))
+    answer = answer_text(value) if value is not None else ""
+    if not answer and isinstance(row.get("solution"), str):
+        answer = last_boxed_answer(row["solution"]) or ""
+    if not answer:
+        raise RowError(f"no answer: expected 'answer', 'final_answer' or a \\boxed{{}} in 'solution', have {sorted(row)}")
+    level = _level(row.get("level"))
+    return Parsed(question, answer, level, str(row.get("subject") or row.get("type") or ""))
+
+
+def _level(value: Any) -> int | None:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        digits = value.replace("Level", "").strip()
+        return int(digits) if digits.isdigit() else None
+    return None
+
+
+def parse_math(row: dict) -> Parsed:
+    """MATH (hendrycks): problem, solution with the answer in its last \\boxed{}, level "Level N", type."""
+    row = _lower_keys(row)
+    question = _question(row)
+    solution = row.get("solution")
+    if not isinstance(solution, str):
+        raise RowError(f"no 'solution' text column, have {sorted(row)}")
+    answer = last_boxed_answer(solution)
+    if not answer:
+        raise RowError("solution has no complete \\boxed{} answer")
+    return Parsed(question, answer, _level(row.get("level")), str(row.get("type") or row.get("subject") or ""))
+
+
+def parse_gsm8k(row: dict) -> Parsed:
+    """GSM8K: question; answer = rationale + "#### 72" (commas in numbers removed)."""
+    row = _lower_keys(row)
+    question = _question(row)
+    raw = row.get("answer")
+    if not isinstance(raw, str) or "####" not in raw:
+        raise RowError("answer column has no '#### <number>' final answer")
+    answer = raw.split("####")[-1].strip().replace(",", "")
+    if not answer:
+        raise RowError("empty answer after '####'")
+    return Parsed(question, answer)
+
+
+def parse_dapo(row: dict) -> Parsed:
+    """DAPO-Math-17k in verl format (chat prompt + reward_model.ground_truth), or the open-r1 processed copy."""
+    row = _lower_keys(row)
+    prompt = row.get("prompt")
+    reward = row.get("reward_model") if isinstance(row.get("reward_model"), dict) else {}
+    if isinstance(prompt, str):  # open-r1/DAPO-Math-17k-Processed: prompt is the bare question
+        question = prompt.strip()
+        answer = answer_text(row.get("solution")) or answer_text(reward.get("ground_truth"))
+    else:
+        if prompt is None or len(prompt) == 0:
+            raise RowError(f"no 'prompt' column, have {sorted(row)}")
+        content = next((m.get("content", "") for m in prompt if m.get("role") == "user"), None)
+        if not isinstance(content, str):
+            raise RowError("prompt has no user message")
+        if not content.startswith(DAPO_PREFIX):
+            raise RowError("user message does not start with DAPO-Math-17k's instruction; is this DAPO-Math-17k?")
+        question = content[len(DAPO_PREFIX) :]
+        if question.endswith(DAPO_SUFFIX):
+            question = question[: -len(DAPO_SUFFIX)]
+        question = question.strip()
+        answer = answer_text(reward.get("ground_truth"))
+    if not question:
+        raise RowError("empty question")
+    if not answer:
+        raise RowError("no reward_model.ground_truth (or solution) answer")
+    return Parsed(question, answer)
+
+
+SOURCES: dict[str, SourceSpec] = {
+    spec.name: spec
+    for spec in (
+        SourceSpec("math_l35", "train", "DigitalLearningGmbH/MATH-lighteval", None, "train", parse_math,
+                   levels=(3, 4, 5), description="MATH train, levels 3-5 (SimpleRL-Zoo / Dr. GRPO zero-RL set)"),
+        SourceSpec("dapo_math_17k", "train", "BytedTsinghua-SIA/DAPO-Math-17k", None, "train", parse_dapo,
+                   dedup=True, description="DAPO-Math-17k (integer answers), deduplicated"),
+        SourceSpec("gsm8k", "train", "openai/gsm8k", "main", "train", parse_gsm8k, description="GSM8K train"),
+        SourceSpec("aime24", "eval", "HuggingFaceH4/aime_2024", None, "train", parse_generic,
+                   description="AIME 2024 (30)"),
+        SourceSpec("aime25", "eval", "math-ai/aime25", None, "test", parse_generic,
+                   description="AIME 2025 (30), post-cutoff check"),
+        SourceSpec("amc23", "eval", "math-ai/amc23", None, "test", parse_generic, description="AMC 2023 (40)"),
+        SourceSpec("math500", "eval", "HuggingFaceH4/MATH-500", None, "test", parse_generic,
+                   description="MATH-500 (500)"),
+        SourceSpec("minerva_math", "eval", "math-ai/minervamath", None, "test", parse_generic,
+                   description="Minerva Math (272)"),
+        SourceSpec("olympiadbench", "eval", "math-ai/olympiadbench", None, "test", parse_generic,
+                   description="OlympiadBench, English text-only maths (674)"),
+    )
+}
+
+
+def get_source(name: str) -> SourceSpec:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(SOURCES)}") from None
