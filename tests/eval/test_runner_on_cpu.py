@@ -1,0 +1,121 @@
+"""End to end on CPU: fixture benchmarks → sspo-eval (HF generate, tiny model) → results, table, samples;
+then scoring checked on known answers through `sspo-eval rescore`."""
+
+import json
+
+import pytest
+
+from sspo_verl.eval.cli import main as eval_main
+from sspo_verl.eval.pass_at_k import pass_at_k
+from sspo_verl.eval.results import read_samples, write_samples
+
+FIVE = ["aime24", "amc23", "math500", "minerva_math", "olympiadbench"]
+FIXTURE_COUNTS = {"aime24": 3, "amc23": 2, "math500": 3, "minerva_math": 2, "olympiadbench": 2, "aime25": 2}
+
+
+@pytest.fixture(scope="module")
+def sampled_run(tiny_model, eval_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval_run")
+    rc = eval_main([
+        "run", "--model", tiny_model, "--data-dir", str(eval_data), "--out-dir", str(out), "--backend", "hf",
+        "--temperature", "1.0", "--top-p", "0.95", "--n", "2", "--pass-k", "1,2", "--max-new-tokens", "8",
+        "--seed", "5", "--label", "tiny", "--num-procs", "1",
+    ])
+    assert rc == 0
+    return out
+
+
+def test_run_writes_results_table_and_samples(sampled_run):
+    results = json.loads((sampled_run / "results.json").read_text())
+    assert results["label"] == "tiny" and results["backend"] == "hf" and results["model"]["kind"] == "hf"
+    assert results["decoding"] == {
+        "temperature": 1.0, "top_p": 0.95, "top_k": -1, "n": 2, "max_new_tokens": 8, "seed": 5,
+        "pass_k": [1, 2], "metric": "avg@2",
+    }
+    assert set(results["benchmarks"]) == set(FIXTURE_COUNTS)
+    for name, count in FIXTURE_COUNTS.items():
+        m = results["benchmarks"][name]
+        assert (m["n_problems"], m["n_samples"]) == (count, 2 * count)
+        assert 0.0 <= m["accuracy"] <= 100.0 and set(m["pass@k"]) == {"1", "2"}
+        assert 0 < m["mean_response_tokens"] <= 8
+        samples = read_samples(sampled_run / "samples" / f"{name}.jsonl")
+        assert len(samples) == count and all(len(p.responses) == 2 == len(p.scores) for p in samples)
+    five = [results["benchmarks"][b]["accuracy"] for b in FIVE]
+    assert results["average"] == pytest.approx(sum(five) / 5)
+    assert results["versions"]["verl"] == "0.9.1" and results["command"][:2] == ["sspo-eval", "run"]
+
+    table = (sampled_run / "table.md").read_text().splitlines()
+    assert table[0] == "| Model | AIME24 | AMC23 | MATH-500 | Minerva | OlympiadBench | Avg. | AIME25 |"
+    assert table[2].startswith("| tiny | ") and len(table[2].split("|")) == 10  # model + 5 + Avg. + AIME25
+    assert any("avg@2 accuracy (%), 2 samples per problem at temperature 1.0, top-p 0.95" in line for line in table)
+    assert sum(line.startswith("| tiny | ") for line in table) == 3  # accuracy row + pass@1 + pass@2 rows
+
+
+def test_scoring_of_known_answers_via_rescore(sampled_run):
+    """Replace the tiny model's answers with known right/wrong ones; the figures follow exactly."""
+    # amc23 golds: 0.75, 42. Problem 0: one of two right (equivalent form); problem 1: both right.
+    amc = read_samples(sampled_run / "samples" / "amc23.jsonl")
+    amc[0].responses = [r"so the sum is $\boxed{\frac{3}{4}}$", r"\boxed{0.7}"]
+    amc[1].responses = [r"\boxed{42}", r"The answer: \boxed{42.0}"]
+    write_samples(sampled_run / "samples" / "amc23.jsonl", amc)
+    # aime24 golds: 200, 015, 32 -> all right on the first sample only; the second has no box.
+    aime = read_samples(sampled_run / "samples" / "aime24.jsonl")
+    for p, answer in zip(aime, ["200", "15", "32"]):
+        p.responses = [f"\\boxed{{{answer}}}", "I give up"]
+    write_samples(sampled_run / "samples" / "aime24.jsonl", aime)
+    # olympiadbench golds "2,-2" and "120": the pair in another order is right, half of it is wrong;
+    # 5! is right; a power tower against a number makes sympy hang: killed after 1 s, scored 0.
+    oly = read_samples(sampled_run / "samples" / "olympiadbench.jsonl")
+    oly[0].responses = [r"\boxed{-2, 2}", r"\boxed{2}"]
+    oly[1].responses = [r"\boxed{5!}", r"\boxed{9^{9^{9^{9^{9}}}}}"]
+    write_samples(sampled_run / "samples" / "olympiadbench.jsonl", oly)
+    for name in ("math500", "minerva_math", "aime25"):  # all wrong
+        problems = read_samples(sampled_run / "samples" / f"{name}.jsonl")
+        for p in problems:
+            p.responses = [r"\boxed{123456789}", "no answer"]
+        write_samples(sampled_run / "samples" / f"{name}.jsonl", problems)
+
+    assert eval_main(["rescore", str(sampled_run), "--verify-timeout-s", "1", "--num-procs", "1"]) == 0
+    results = json.loads((sampled_run / "results.json").read_text())
+    b = results["benchmarks"]
+    assert b["amc23"]["accuracy"] == pytest.approx(100 * (1 / 2 + 2 / 2) / 2)  # 75
+    assert b["amc23"]["pass@k"]["2"] == pytest.approx(100.0)
+    assert b["amc23"]["pass@k"]["1"] == pytest.approx(100 * (pass_at_k(2, 1, 1) + pass_at_k(2, 2, 1)) / 2)
+    assert b["aime24"]["accuracy"] == pytest.approx(50.0) and b["aime24"]["no_answer_pct"] == pytest.approx(50.0)
+    assert b["olympiadbench"]["accuracy"] == pytest.approx(50.0)
+    assert b["olympiadbench"]["verify_timeouts"] == 1
+    for name in ("math500", "minerva_math", "aime25"):
+        assert b[name]["accuracy"] == 0.0
+    assert results["average"] == pytest.approx((50 + 75 + 0 + 0 + 50) / 5)
+    row = (sampled_run / "table.md").read_text().splitlines()[2]
+    assert row == "| tiny | 50.00 | 75.00 | 0.00 | 0.00 | 50.00 | 35.00 | 0.00 |"
+
+
+def test_greedy_subset_run(tiny_model, eval_data, tmp_path):
+    rc = eval_main([
+        "run", "--model", tiny_model, "--data-dir", str(eval_data), "--out-dir", str(tmp_path), "--backend", "hf",
+        "--benchmarks", "math500,aime24", "--limit", "2", "--max-new-tokens", "4", "--num-procs", "1",
+    ])
+    assert rc == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["decoding"]["metric"] == "greedy" and results["average"] is None  # not all five
+    assert {k: v["n_problems"] for k, v in results["benchmarks"].items()} == {"math500": 2, "aime24": 2}
+    assert "greedy accuracy" in (tmp_path / "table.md").read_text()
+
+
+def test_table_command_combines_runs(sampled_run, tmp_path, capsys):
+    assert eval_main(["table", str(sampled_run / "results.json"), str(sampled_run / "results.json"),
+                      "--out", str(tmp_path / "t.md")]) == 0
+    lines = (tmp_path / "t.md").read_text().splitlines()
+    assert lines[2] == lines[3] and lines[2].startswith("| tiny |")
+
+
+def test_bad_inputs_fail_fast_with_a_message(tiny_model, eval_data, tmp_path, capsys):
+    rc = eval_main(["run", "--model", tiny_model, "--data-dir", str(tmp_path / "nodata"), "--out-dir", str(tmp_path / "o")])
+    assert rc == 2 and "sspo-data prepare" in capsys.readouterr().err
+    rc = eval_main(["run", "--model", str(tmp_path / "nomodel"), "--data-dir", str(eval_data), "--out-dir", str(tmp_path / "o")])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+    rc = eval_main(["run", "--model", tiny_model, "--data-dir", str(eval_data), "--out-dir", str(tmp_path / "o"), "--n", "4"])
+    assert rc == 2 and "greedy decoding" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eval_main(["run", "--model", tiny_model, "--data-dir", str(eval_data), "--out-dir", "o", "--benchmarks", "gsm8k"])
