@@ -1,0 +1,222 @@
+"""What a CPU run needs from its launcher: environment, Ray settings, and a config check — from one place.
+
+A CPU run (``trainer.device=cpu``, ``hardware=cpu``) needs, in every process:
+
+* ``VERL_PLATFORM=cpu`` — verl's platform override; it also makes this package's ``verl.plugins`` entry point
+  call :func:`sspo_verl.cpu.activate`. The driver must have it **before importing verl** (verl resolves its
+  platform on first use and ``main_ppo`` would otherwise reset ``trainer.device`` to ``cuda``); Ray workers get
+  it through ``ray_kwargs.ray_init.runtime_env.env_vars``.
+
+and a Ray cluster that verl can schedule on:
+
+* ``address=local`` — a private local Ray instance; a CPU run never joins another user's cluster.
+* ``num_gpus=<ranks>`` — logical GPU slots: verl's placement groups ask for one ``GPU`` per trainer rank; no
+  GPU is touched.
+* ``num_cpus`` — logical CPU slots, at least :func:`required_ray_cpus`. The V1 trainer's TransferQueue starts
+  ``num_data_storage_units`` actors of one CPU each inside a placement group and waits for it without a
+  timeout: with fewer logical CPUs than its actors reserve, the run **hangs silently** (on a 2-core machine Ray
+  detects 2). The default is ``max(16, required)``; logical CPUs are scheduling slots, not threads.
+
+``sspo-train`` calls :func:`prepare_driver` then :func:`apply_to_config` for ``trainer.device=cpu``; scripts that
+call ``python -m verl.trainer.main_ppo`` directly can use :func:`cli_overrides` and export :func:`cpu_env_vars`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+__all__ = [
+    "CPU_ENV_VARS",
+    "DEFAULT_RAY_NUM_CPUS",
+    "DEFAULT_STORAGE_UNITS",
+    "CPUConfigError",
+    "apply_to_config",
+    "cpu_env_vars",
+    "cli_overrides",
+    "prepare_driver",
+    "ray_init_settings",
+    "required_ray_cpus",
+]
+
+# Environment for the driver and every Ray worker of a CPU run (hardware/cpu.yaml lists the same).
+CPU_ENV_VARS: dict[str, str] = {
+    "VERL_PLATFORM": "cpu",  # verl's platform override → sspo_verl.cpu.activate() via the verl.plugins entry point
+    "TOKENIZERS_PARALLELISM": "false",  # tokenizers' thread pool fights torch for a few cores
+}
+DEFAULT_RAY_NUM_CPUS = 16
+# TransferQueue storage units for a CPU run (verl's default 8 reserves 8 logical CPUs for a tiny batch).
+DEFAULT_STORAGE_UNITS = 2
+# verl's ResourcePoolManager reserves this many CPU slots per trainer-rank bundle (max_colocate_count=3).
+_CPUS_PER_RANK_BUNDLE = 3
+
+
+def cpu_env_vars() -> dict[str, str]:
+    """:data:`CPU_ENV_VARS` plus what depends on this machine: ``TQ_NUM_THREADS`` (TransferQueue asks torch for 8
+    threads per put/get and logs a warning on every call when the machine has fewer physical cores)."""
+    import psutil
+
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return {**CPU_ENV_VARS, "TQ_NUM_THREADS": str(max(1, min(8, cores)))}
+
+
+class CPUConfigError(ValueError):
+    """A trainer config that cannot run on the CPU backend (the message says how to fix it)."""
+
+
+def required_ray_cpus(n_ranks: int, storage_units: int = DEFAULT_STORAGE_UNITS) -> int:
+    """Logical CPU slots the V1 trainer reserves: TransferQueue controller (1) + storage units + per-rank bundles
+    (3 each) + 1 slot for scheduling the actors that hold none once placed (TaskRunner, agent/reward workers)."""
+    return 1 + int(storage_units) + _CPUS_PER_RANK_BUNDLE * int(n_ranks) + 1
+
+
+def ray_init_settings(n_ranks: int, storage_units: int = DEFAULT_STORAGE_UNITS, num_cpus: int | None = None) -> dict:
+    """``ray_kwargs.ray_init`` values for a CPU run with ``n_ranks`` trainer ranks (see the module docstring)."""
+    need = required_ray_cpus(n_ranks, storage_units)
+    return {
+        "address": "local",
+        "num_cpus": max(DEFAULT_RAY_NUM_CPUS, need) if num_cpus is None else int(num_cpus),
+        "num_gpus": int(n_ranks),
+        "include_dashboard": False,
+        "runtime_env": {"env_vars": cpu_env_vars()},
+    }
+
+
+def prepare_driver() -> None:
+    """Set :func:`cpu_env_vars` in this process; activate the backend now if verl is already imported.
+
+    Call before importing verl when you can. If verl was imported first, :func:`sspo_verl.cpu.activate`
+    registers the CPU platform and replaces the one verl resolved (with a warning).
+    """
+    for key, value in cpu_env_vars().items():
+        os.environ[key] = value
+    if "verl" in sys.modules:
+        from sspo_verl.cpu import activate
+
+        activate()
+
+
+def _get(cfg, dotted: str, default=None):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, dotted, default=default)
+
+
+def apply_to_config(config) -> dict[str, Any]:
+    """Fill a composed trainer config's Ray settings and worker environment for CPU, and check it can run.
+
+    Args:
+        config: the composed trainer config (``DictConfig``) with ``trainer.device=cpu``. Modified in place.
+
+    Returns:
+        The values it set, by dotted key (for the launcher to print).
+
+    Raises:
+        CPUConfigError: with what is wrong and the override that fixes it.
+    """
+    from omegaconf import open_dict
+
+    problems = []
+    device = _get(config, "trainer.device")
+    if device != "cpu":
+        problems.append(f"trainer.device={device!r}: the CPU backend needs trainer.device=cpu (hardware=cpu).")
+    nnodes = int(_get(config, "trainer.nnodes", 1))
+    if nnodes != 1:
+        problems.append(f"trainer.nnodes={nnodes}: the CPU backend runs on one machine; set trainer.nnodes=1.")
+    n_ranks = int(_get(config, "trainer.n_gpus_per_node", 1)) * nnodes
+    rollout = _get(config, "actor_rollout_ref.rollout.name")
+    if rollout != "hf":
+        problems.append(
+            f"actor_rollout_ref.rollout.name={rollout!r}: only the 'hf' rollout runs on CPU; use rollout=hf "
+            "(or actor_rollout_ref.rollout.name=hf)."
+        )
+    tp = int(_get(config, "actor_rollout_ref.rollout.tensor_model_parallel_size", 1) or 1)
+    if tp != 1:
+        problems.append(f"actor_rollout_ref.rollout.tensor_model_parallel_size={tp}: must be 1 for the hf rollout.")
+    for role in ("actor", "ref"):
+        strategy = _get(config, f"actor_rollout_ref.{role}.strategy")
+        if strategy not in (None, "fsdp", "fsdp2"):
+            problems.append(
+                f"actor_rollout_ref.{role}.strategy={strategy!r}: only the FSDP engine runs on CPU; use fsdp2."
+            )
+    attn = _get(config, "actor_rollout_ref.model.override_config.attn_implementation")
+    if attn in (None, "flash_attention_2", "flash_attention_3"):
+        problems.append(
+            f"actor_rollout_ref.model.override_config.attn_implementation={attn!r}: flash-attention needs CUDA; "
+            "set +actor_rollout_ref.model.override_config.attn_implementation=sdpa (hardware=cpu does)."
+        )
+    storage_units = int(_get(config, "transfer_queue.backend.SimpleStorage.num_data_storage_units", 8))
+    need = required_ray_cpus(n_ranks, storage_units)
+    num_cpus = _get(config, "ray_kwargs.ray_init.num_cpus")
+    if num_cpus is not None and int(num_cpus) < need:
+        problems.append(
+            f"ray_kwargs.ray_init.num_cpus={num_cpus} is below the {need} logical CPUs this run's Ray actors reserve "
+            f"(TransferQueue: 1 controller + {storage_units} storage units, {_CPUS_PER_RANK_BUNDLE} per trainer rank "
+            f"x {n_ranks}, 1 for scheduling); Ray would wait forever for them. Set ray_kwargs.ray_init.num_cpus="
+            f"{max(DEFAULT_RAY_NUM_CPUS, need)} (logical slots, not cores) or lower "
+            "transfer_queue.backend.SimpleStorage.num_data_storage_units."
+        )
+    num_gpus = _get(config, "ray_kwargs.ray_init.num_gpus")
+    if num_gpus is not None and int(num_gpus) < n_ranks:
+        problems.append(
+            f"ray_kwargs.ray_init.num_gpus={num_gpus}: verl places one (logical) GPU per trainer rank; the run has "
+            f"{n_ranks}. Remove the override or set it to {n_ranks}."
+        )
+    if problems:
+        raise CPUConfigError("This config cannot run on the CPU backend:\n  - " + "\n  - ".join(problems))
+
+    settings = ray_init_settings(n_ranks, storage_units, num_cpus)
+    applied = {}
+    with open_dict(config):
+        ray_init = config.ray_kwargs.ray_init
+        for key in ("address", "num_cpus", "num_gpus", "include_dashboard"):
+            if ray_init.get(key) is None:
+                ray_init[key] = settings[key]
+                applied[f"ray_kwargs.ray_init.{key}"] = settings[key]
+        if ray_init.get("runtime_env") is None:
+            ray_init.runtime_env = {}
+        if ray_init.runtime_env.get("env_vars") is None:
+            ray_init.runtime_env.env_vars = {}
+        for key, value in cpu_env_vars().items():
+            if ray_init.runtime_env.env_vars.get(key) != value:
+                ray_init.runtime_env.env_vars[key] = value
+                applied[f"ray_kwargs.ray_init.runtime_env.env_vars.{key}"] = value
+    return applied
+
+
+def cli_overrides(n_ranks: int = 1, storage_units: int = DEFAULT_STORAGE_UNITS) -> list[str]:
+    """Hydra overrides that put a ``verl.trainer.main_ppo`` command line on the CPU backend.
+
+    The same settings as ``hydra_configs/hardware/cpu.yaml`` + ``rollout/hf.yaml``, for a command line over
+    verl's own ``ppo_trainer`` config. The driver still needs :data:`CPU_ENV_VARS` in its environment.
+    """
+    ray = ray_init_settings(n_ranks, storage_units)
+    overrides = [
+        "trainer.device=cpu",
+        "trainer.nnodes=1",
+        f"trainer.n_gpus_per_node={n_ranks}",
+        "actor_rollout_ref.actor.strategy=fsdp2",
+        "actor_rollout_ref.ref.strategy=fsdp2",
+        "actor_rollout_ref.actor.fsdp_config.dtype=float32",
+        "actor_rollout_ref.ref.fsdp_config.dtype=float32",
+        "actor_rollout_ref.actor.use_torch_compile=False",
+        "actor_rollout_ref.actor.fsdp_config.use_torch_compile=False",
+        "actor_rollout_ref.ref.use_torch_compile=False",
+        "actor_rollout_ref.model.use_remove_padding=False",
+        "actor_rollout_ref.model.enable_gradient_checkpointing=False",
+        "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+        "actor_rollout_ref.rollout.name=hf",
+        "actor_rollout_ref.rollout.dtype=float32",
+        "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+        "actor_rollout_ref.rollout.agent.num_workers=1",
+        "reward.num_workers=1",
+        "data.dataloader_num_workers=0",
+        f"transfer_queue.backend.SimpleStorage.num_data_storage_units={storage_units}",
+        f"+ray_kwargs.ray_init.address={ray['address']}",
+        f"ray_kwargs.ray_init.num_cpus={ray['num_cpus']}",
+        f"+ray_kwargs.ray_init.num_gpus={ray['num_gpus']}",
+        "+ray_kwargs.ray_init.include_dashboard=false",
+    ]
+    overrides += [f"+ray_kwargs.ray_init.runtime_env.env_vars.{k}={v}" for k, v in cpu_env_vars().items()]
+    return overrides

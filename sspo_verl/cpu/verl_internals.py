@@ -1,0 +1,155 @@
+"""Every verl symbol the CPU backend relies on, in one place, resolved loudly.
+
+The CPU backend targets verl 0.9.1 (``sspo_verl.SUPPORTED_VERL_VERSION``). It uses verl's extension points
+where they exist (platform registry, engine registry, rollout-replica registry) and three private names where
+they do not. When verl moves any of them, :func:`resolve` raises :class:`VerlInternalsError` naming the symbol,
+what the CPU backend uses it for, and the installed verl version; ``tests/cpu/test_verl_internals_on_cpu.py``
+resolves all of them, so an upgrade fails there first, not inside a Ray worker.
+
+Behavioural contracts that are not single symbols (the attributes verl calls on ``get_torch_device()``, the
+methods verl calls on a rollout server handle) are checked by the same test against verl's source.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+__all__ = [
+    "PRIVATE_SYMBOLS",
+    "PUBLIC_SYMBOLS",
+    "VerlInternalsError",
+    "VerlSymbol",
+    "check_all",
+    "resolve",
+    "resolve_module",
+]
+
+
+@dataclass(frozen=True)
+class VerlSymbol:
+    """A dotted verl name (module path, then attributes) and why the CPU backend needs it."""
+
+    path: str
+    used_by: str
+    why: str
+
+
+PRIVATE_SYMBOLS: tuple[VerlSymbol, ...] = (
+    VerlSymbol(
+        "verl.workers.rollout.base._ROLLOUT_REGISTRY",
+        "sspo_verl.cpu.rollout.register",
+        "maps (rollout.name, mode) to the BaseRollout class built in each trainer worker; verl 0.9.1 has no "
+        "public register function for it, so the 'hf' adapter is added to the dict",
+    ),
+    VerlSymbol(
+        "verl.workers.engine.base.EngineRegistry._engines",
+        "sspo_verl.cpu.fsdp.register_engines",
+        "read to keep registration idempotent: EngineRegistry.register asserts on a duplicate key",
+    ),
+    VerlSymbol(
+        "verl.workers.engine.fsdp.transformer_impl.CPUOffloadPolicy",
+        "sspo_verl.cpu.fsdp.install_unpinned_offload",
+        "the module-level name verl's FSDP2 engine calls with pin_memory=True for forward-only models; "
+        "rebound to a subclass that does not pin (pinning needs an accelerator)",
+    ),
+)
+
+PUBLIC_SYMBOLS: tuple[VerlSymbol, ...] = (
+    VerlSymbol("verl.plugin.platform.PlatformBase", "sspo_verl.cpu.platform", "base class of CPUPlatform"),
+    VerlSymbol("verl.plugin.platform.PlatformRegistry.register", "sspo_verl.cpu.activate", "registers 'cpu'"),
+    VerlSymbol("verl.plugin.platform.get_platform", "sspo_verl.cpu.activate", "checks the resolved platform"),
+    VerlSymbol("verl.plugin.platform.set_platform", "sspo_verl.cpu.activate", "replaces a platform resolved early"),
+    VerlSymbol("verl.workers.engine.base.EngineRegistry.register", "sspo_verl.cpu.fsdp", "registers FSDP on cpu"),
+    VerlSymbol(
+        "verl.workers.engine.fsdp.transformer_impl.FSDPEngineWithLMHead", "sspo_verl.cpu.fsdp", "actor/ref engine"
+    ),
+    VerlSymbol(
+        "verl.workers.engine.fsdp.transformer_impl.FSDPEngineWithValueHead", "sspo_verl.cpu.fsdp", "critic engine"
+    ),
+    VerlSymbol("verl.workers.rollout.base.BaseRollout", "sspo_verl.cpu.rollout", "base of HFServerAdapter"),
+    VerlSymbol("verl.workers.rollout.replica.RolloutReplica", "sspo_verl.cpu.rollout", "base of HFReplica"),
+    VerlSymbol(
+        "verl.workers.rollout.replica.RolloutReplicaRegistry.register", "sspo_verl.cpu.rollout", "registers 'hf'"
+    ),
+    VerlSymbol("verl.workers.rollout.replica.TokenOutput", "sspo_verl.cpu.rollout", "generate() return type"),
+    VerlSymbol("verl.utils.config.omega_conf_to_dataclass", "sspo_verl.cpu.rollout", "rollout config"),
+)
+
+
+class VerlInternalsError(RuntimeError):
+    """A verl symbol the CPU backend relies on is missing from the installed verl."""
+
+
+def _verl_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("verl")
+    except Exception:  # pragma: no cover - verl not installed as a distribution
+        return "unknown"
+
+
+def _symbol(path: str) -> VerlSymbol:
+    for sym in PRIVATE_SYMBOLS + PUBLIC_SYMBOLS:
+        if sym.path == path:
+            return sym
+    raise KeyError(
+        f"{path!r} is not listed in sspo_verl/cpu/verl_internals.py; list every verl symbol the CPU backend "
+        "relies on there (PRIVATE_SYMBOLS or PUBLIC_SYMBOLS)."
+    )
+
+
+def _split(path: str):
+    parts = path.split(".")
+    last_error = None
+    for i in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:i])
+        try:
+            return importlib.import_module(module_name), parts[i:]
+        except ModuleNotFoundError as e:
+            last_error = e
+            continue
+    raise ModuleNotFoundError(f"no importable module prefix in {path!r}") from last_error
+
+
+def _error(sym: VerlSymbol, detail: str) -> VerlInternalsError:
+    from sspo_verl import SUPPORTED_VERL_VERSION
+
+    return VerlInternalsError(
+        f"sspo_verl's CPU backend relies on verl symbol {sym.path} ({sym.used_by}: {sym.why}), but {detail} in the "
+        f"installed verl {_verl_version()}. sspo-verl supports verl {SUPPORTED_VERL_VERSION}: install it "
+        f"(pip install 'verl[verl-core]=={SUPPORTED_VERL_VERSION}') or update sspo_verl/cpu for this verl."
+    )
+
+
+def resolve(path: str):
+    """Return the object at the dotted verl ``path`` (which must be listed above), or raise naming it."""
+    sym = _symbol(path)
+    try:
+        obj, attrs = _split(sym.path)
+    except ModuleNotFoundError as e:
+        raise _error(sym, f"its module cannot be imported ({e})") from e
+    for i, attr in enumerate(attrs):
+        if not hasattr(obj, attr):
+            where = ".".join(sym.path.split(".")[: len(sym.path.split(".")) - len(attrs) + i])
+            raise _error(sym, f"{where} has no attribute {attr!r}")
+        obj = getattr(obj, attr)
+    return obj
+
+
+def resolve_module(path: str):
+    """Return the module that holds the module-level name ``path`` (checking that the name exists)."""
+    resolve(path)
+    return importlib.import_module(path.rpartition(".")[0])
+
+
+def check_all() -> list[str]:
+    """Resolve every listed symbol; return one error message per missing symbol (empty when all resolve)."""
+    problems = []
+    for sym in PRIVATE_SYMBOLS + PUBLIC_SYMBOLS:
+        try:
+            resolve(sym.path)
+        except VerlInternalsError as e:
+            problems.append(str(e))
+    return problems

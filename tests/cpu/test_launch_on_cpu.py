@@ -1,0 +1,99 @@
+"""What a CPU run needs from its launcher: environment, Ray settings, config checks, and the YAML that mirrors them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from sspo_verl.cpu import launch
+from sspo_verl.cpu.launch import CPU_ENV_VARS, CPUConfigError
+
+HYDRA_CONFIGS = Path(__file__).resolve().parents[2] / "hydra_configs"
+
+
+def test_env_vars_select_the_cpu_platform_and_fit_the_machine():
+    import psutil
+
+    env = launch.cpu_env_vars()
+    assert env["VERL_PLATFORM"] == "cpu" and env["TOKENIZERS_PARALLELISM"] == "false"
+    assert 1 <= int(env["TQ_NUM_THREADS"]) <= max(1, psutil.cpu_count(logical=False) or 1)
+
+
+def test_hardware_yaml_mirrors_the_launcher():
+    cfg = OmegaConf.load(HYDRA_CONFIGS / "hardware" / "cpu.yaml")
+    ray_init = cfg.ray_kwargs.ray_init
+    assert dict(ray_init.runtime_env.env_vars) == CPU_ENV_VARS
+    units = cfg.transfer_queue.backend.SimpleStorage.num_data_storage_units
+    assert units == launch.DEFAULT_STORAGE_UNITS
+    for ranks in (1, 2):  # the YAML's fixed num_cpus covers the 1- and 2-rank runs the tests and demo use
+        assert ray_init.num_cpus >= launch.required_ray_cpus(ranks, units)
+    assert ray_init.address == "local" and ray_init.include_dashboard is False
+    assert cfg.trainer.device == "cpu"
+    assert OmegaConf.load(HYDRA_CONFIGS / "rollout" / "hf.yaml").actor_rollout_ref.rollout.name == "hf"
+
+
+def test_required_cpus_counts_transfer_queue_and_rank_bundles():
+    assert launch.required_ray_cpus(1, 2) == 1 + 2 + 3 + 1
+    assert launch.required_ray_cpus(2, 8) == 1 + 8 + 6 + 1
+    s = launch.ray_init_settings(2)
+    assert s["num_gpus"] == 2 and s["address"] == "local" and s["num_cpus"] >= launch.required_ray_cpus(2)
+    assert launch.ray_init_settings(1, num_cpus=40)["num_cpus"] == 40
+
+
+@pytest.fixture
+def compose(monkeypatch, tmp_path):
+    train = pytest.importorskip("sspo_verl.train")
+    monkeypatch.setenv("SSPO_TINY_DIR", str(tmp_path / "tiny"))
+    monkeypatch.setenv("SSPO_OUTPUT_DIR", str(tmp_path / "out"))
+
+    def _compose(*overrides):
+        return train.compose(["hardware=cpu", "model=tiny", "rollout=hf", *overrides])
+
+    return _compose
+
+
+def test_apply_to_config_fills_ray_and_worker_env(compose):
+    cfg = compose("trainer.n_gpus_per_node=2")
+    cfg.ray_kwargs.ray_init.num_gpus = None  # as if the YAML had not set it
+    applied = launch.apply_to_config(cfg)
+    ray_init = cfg.ray_kwargs.ray_init
+    assert ray_init.num_gpus == 2 and applied["ray_kwargs.ray_init.num_gpus"] == 2
+    assert ray_init.address == "local" and ray_init.num_cpus == 16
+    assert dict(ray_init.runtime_env.env_vars).items() >= launch.cpu_env_vars().items()
+    assert "ray_kwargs.ray_init.runtime_env.env_vars.TQ_NUM_THREADS" in applied
+    assert cfg.actor_rollout_ref.model.path == os.path.join(os.environ["SSPO_TINY_DIR"], "model")
+
+
+@pytest.mark.parametrize(
+    "overrides, fix",
+    [
+        (["rollout=vllm"], "use rollout=hf"),
+        (["ray_kwargs.ray_init.num_cpus=4"], "Ray would wait forever"),
+        (["trainer.n_gpus_per_node=2", "ray_kwargs.ray_init.num_gpus=1"], "one (logical) GPU per trainer rank"),
+        (["trainer.nnodes=2"], "trainer.nnodes=1"),
+        (["actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2"], "sdpa"),
+        (["actor_rollout_ref.actor.strategy=megatron"], "use fsdp2"),
+    ],
+)
+def test_apply_to_config_refuses_what_cannot_run_on_cpu(compose, overrides, fix):
+    cfg = compose(*overrides)
+    with pytest.raises(CPUConfigError) as err:
+        launch.apply_to_config(cfg)
+    assert fix in str(err.value)
+
+
+def test_cli_overrides_compose_over_verls_own_config():
+    import verl
+    from hydra import compose, initialize_config_dir
+
+    verl_config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+    with initialize_config_dir(config_dir=verl_config_dir, version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=launch.cli_overrides(n_ranks=2))
+    assert cfg.trainer.device == "cpu" and cfg.trainer.n_gpus_per_node == 2
+    assert cfg.actor_rollout_ref.rollout.name == "hf"
+    assert cfg.ray_kwargs.ray_init.num_gpus == 2
+    assert cfg.actor_rollout_ref.model.override_config.attn_implementation == "sdpa"
+    assert cfg.ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"
