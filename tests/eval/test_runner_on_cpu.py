@@ -119,3 +119,32 @@ def test_bad_inputs_fail_fast_with_a_message(tiny_model, eval_data, tmp_path, ca
     assert rc == 2 and "greedy decoding" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         eval_main(["run", "--model", tiny_model, "--data-dir", str(eval_data), "--out-dir", "o", "--benchmarks", "gsm8k"])
+
+
+def test_recipe_script_forwards_knobs(tmp_path):
+    """recipes/eval/eval_math.sh turns its knobs into sspo-eval flags and forwards extra flags last
+    (EVAL_CMD is a stand-in that records its argv; sspo-eval itself is tested above)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "recipes" / "eval" / "eval_math.sh"
+    fake = tmp_path / "fake-eval"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$ARGV_OUT"\n')
+    fake.chmod(0o755)
+    model = tmp_path / "ckpt" / "global_step_5" / "actor"
+    model.mkdir(parents=True)
+    env = dict(os.environ, MODEL=str(model), DATA_DIR=str(tmp_path), MODE="sampled", N="4", TP="2", BACKEND="vllm",
+               EVAL_CMD=str(fake), ARGV_OUT=str(tmp_path / "argv"))
+    env.pop("OUT_DIR", None)
+    proc = subprocess.run(["bash", str(script), "--pass-k", "1,4"], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    argv = (tmp_path / "argv").read_text().splitlines()
+    flags = dict(zip(argv[1::2], argv[2::2]))
+    assert argv[0] == "run" and argv[-2:] == ["--pass-k", "1,4"]
+    assert flags["--model"] == str(model) and flags["--out-dir"] == "eval/global_step_5-sampled"
+    assert (flags["--n"], flags["--temperature"], flags["--top-p"]) == ("4", "0.6", "0.95")
+    assert (flags["--tensor-parallel-size"], flags["--backend"], flags["--max-new-tokens"]) == ("2", "vllm", "3000")
+    bad = subprocess.run(["bash", str(script)], env=dict(env, MODE="beam"), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "MODE=beam" in bad.stderr
