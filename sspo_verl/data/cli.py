@@ -29,13 +29,17 @@ def _levels(text: str) -> tuple[int, ...]:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--template", default=DEFAULT_TEMPLATE, choices=TEMPLATES, help="prompt template (default %(default)s)")
+    p.add_argument(
+        "--template", default=DEFAULT_TEMPLATE, choices=TEMPLATES, help="prompt template (default %(default)s)"
+    )
     p.add_argument("--skip-invalid", action="store_true", help="drop invalid source rows instead of failing")
     p.add_argument("--limit", type=int, default=None, help="keep at most N rows per dataset (smoke tests)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sspo-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sspo-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="list known datasets and their default sources")

@@ -202,7 +202,9 @@ def resolve_records(
         if input_path.count("/") == 1 and not input_path.startswith((".", "/", "~")):
             hf_id = input_path  # an explicit Hub id
         else:
-            raise DataError(f"input {input_path!r} does not exist (expected a .jsonl/.json/.parquet file or a directory)")
+            raise DataError(
+                f"input {input_path!r} does not exist (expected a .jsonl/.json/.parquet file or a directory)"
+            )
     snapshot = _hub_snapshot(hf_id)
     if snapshot is not None:
         return read_directory(snapshot, config, split), f"hf-hub-cache:{hf_id}@{snapshot.name}"

@@ -128,7 +128,9 @@ def parse_generic(row: dict) -> Parsed:
     if not answer and isinstance(row.get("solution"), str):
         answer = last_boxed_answer(row["solution"]) or ""
     if not answer:
-        raise RowError(f"no answer: expected 'answer', 'final_answer' or a \\boxed{{}} in 'solution', have {sorted(row)}")
+        raise RowError(
+            f"no answer: expected 'answer', 'final_answer' or a \\boxed{{}} in 'solution', have {sorted(row)}"
+        )
     level = _level(row.get("level"))
     return Parsed(question, answer, level, str(row.get("subject") or row.get("type") or ""))
 

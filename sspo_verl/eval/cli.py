@@ -46,7 +46,9 @@ def _benchmarks(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sspo-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sspo-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="generate, score and tabulate")
@@ -65,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--pass-k", type=_ints, default=(), help="k values for pass@k, e.g. 1,4,16 (each <= n)")
     run.add_argument("--limit", type=int, default=None, help="first N problems per benchmark (smoke tests)")
-    run.add_argument("--merged-dir", default=None, help="where to merge a verl FSDP checkpoint (default OUT/merged_model)")
+    run.add_argument(
+        "--merged-dir", default=None, help="where to merge a verl FSDP checkpoint (default OUT/merged_model)"
+    )
     run.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM")
     run.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vLLM")
     run.add_argument("--max-model-len", type=int, default=None, help="vLLM (default: the model's)")

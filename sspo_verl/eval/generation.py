@@ -166,7 +166,8 @@ def generate_hf(
                 stop = next((i for i, tok in enumerate(seq) if tok in eos_ids), None)
                 kept = seq if stop is None else seq[:stop]
                 finish = "stop" if stop is not None else "length"
-                samples.append(Generation(tokenizer.decode(kept, skip_special_tokens=True), len(kept) + (stop is not None), finish))
+                text = tokenizer.decode(kept, skip_special_tokens=True)
+                samples.append(Generation(text, len(kept) + (stop is not None), finish))  # EOS counted
             results.append(samples)
     return results
 

@@ -1,7 +1,8 @@
 """Math reward for verl with a real per-sample timeout.
 
 Public API:
-    math_reward.compute_score        verl ``reward.custom_reward_function`` entry (path ``pkg://sspo_verl.reward.math_reward``)
+    math_reward.compute_score        verl ``reward.custom_reward_function`` entry
+                                     (path ``pkg://sspo_verl.reward.math_reward``)
     math_reward.score_response       score one response (dict with score, pred, timeout flags)
     math_reward.score_many           score many responses concurrently (used by ``sspo-eval``)
     answer_extraction.last_boxed_answer   the last ``\\boxed{}`` content, bounded in time on any input

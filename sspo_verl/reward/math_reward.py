@@ -148,4 +148,6 @@ def score_many(
     pool = pool or get_default_pool()
     threads = num_threads or 2 * pool.num_procs
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sspo-score") as executor:
-        return list(executor.map(lambda rg: score_response(rg[0], rg[1], timeout_s, pool), zip(responses, ground_truths)))
+        return list(
+            executor.map(lambda rg: score_response(rg[0], rg[1], timeout_s, pool), zip(responses, ground_truths))
+        )

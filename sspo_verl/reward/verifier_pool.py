@@ -337,7 +337,9 @@ def get_default_pool(num_procs: int | None = None, memory_limit_mb: int | None =
             )
             _default_pool = pool
         elif num_procs is not None and num_procs != pool.num_procs:
-            logger.warning("verifier pool already running with %d procs; ignoring num_procs=%d", pool.num_procs, num_procs)
+            logger.warning(
+                "verifier pool already running with %d procs; ignoring num_procs=%d", pool.num_procs, num_procs
+            )
         return pool
 
 

@@ -12,7 +12,8 @@ FIVE = ["aime24", "amc23", "math500", "minerva_math", "olympiadbench"]
 def _problem(i, scores, preds=None, reasons=None):
     return ProblemResult(
         index=i, question=f"q{i}", ground_truth="1", responses=["r"] * len(scores), scores=scores,
-        preds=preds or ["1"] * len(scores), num_tokens=[10] * len(scores), finish_reasons=reasons or ["stop"] * len(scores),
+        preds=preds or ["1"] * len(scores), num_tokens=[10] * len(scores),
+        finish_reasons=reasons or ["stop"] * len(scores),
     )
 
 

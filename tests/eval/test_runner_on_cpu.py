@@ -111,14 +111,18 @@ def test_table_command_combines_runs(sampled_run, tmp_path, capsys):
 
 
 def test_bad_inputs_fail_fast_with_a_message(tiny_model, eval_data, tmp_path, capsys):
-    rc = eval_main(["run", "--model", tiny_model, "--data-dir", str(tmp_path / "nodata"), "--out-dir", str(tmp_path / "o")])
-    assert rc == 2 and "sspo-data prepare" in capsys.readouterr().err
-    rc = eval_main(["run", "--model", str(tmp_path / "nomodel"), "--data-dir", str(eval_data), "--out-dir", str(tmp_path / "o")])
-    assert rc == 2 and "does not exist" in capsys.readouterr().err
-    rc = eval_main(["run", "--model", tiny_model, "--data-dir", str(eval_data), "--out-dir", str(tmp_path / "o"), "--n", "4"])
-    assert rc == 2 and "greedy decoding" in capsys.readouterr().err
+    def run(model, data_dir, *extra):
+        out = str(tmp_path / "o")
+        return eval_main(["run", "--model", model, "--data-dir", str(data_dir), "--out-dir", out, *extra])
+
+    assert run(tiny_model, tmp_path / "nodata") == 2
+    assert "sspo-data prepare" in capsys.readouterr().err
+    assert run(str(tmp_path / "nomodel"), eval_data) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert run(tiny_model, eval_data, "--n", "4") == 2
+    assert "greedy decoding" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        eval_main(["run", "--model", tiny_model, "--data-dir", str(eval_data), "--out-dir", "o", "--benchmarks", "gsm8k"])
+        run(tiny_model, eval_data, "--benchmarks", "gsm8k")
 
 
 def test_recipe_script_forwards_knobs(tmp_path):
