@@ -207,3 +207,34 @@ def test_runs_under_verl_reward_manager_threads():
     assert all(set(o["reward_extra_info"]) == set(outputs[0]["reward_extra_info"]) for o in outputs)
     assert thread_names and threading.main_thread().name not in thread_names  # called from worker threads
     assert elapsed < 30
+
+
+@pytest.mark.slow  # starts a private Ray cluster (~15 s on 2 cores)
+def test_timeout_inside_a_ray_async_actor():
+    """verl's RewardLoopWorker is an async Ray actor calling compute_score through run_in_executor."""
+    ray = pytest.importorskip("ray")
+
+    @ray.remote
+    class RewardWorker:
+        async def score(self, items):
+            from sspo_verl.reward.math_reward import compute_score
+
+            loop = asyncio.get_running_loop()
+            start = time.monotonic()
+            calls = [
+                loop.run_in_executor(None, lambda s=s, g=g: compute_score("aime24", s, g, timeout_s=1.0))
+                for s, g in items
+            ]
+            outs = await asyncio.gather(*calls)
+            return [o["score"] for o in outs], [o["verify_timeout"] for o in outs], time.monotonic() - start
+
+    items = [(r"\boxed{1/2}", "0.5"), (r"\boxed{9^{9^{9^{9^{9}}}}}", "1"), (r"\boxed{3}", "4"), ("no box", "1")]
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        worker = RewardWorker.remote()
+        for _ in range(2):  # the second round reuses the pool (one worker was killed and replaced)
+            scores, timeouts, seconds = ray.get(worker.score.remote(items), timeout=120)
+            assert scores == [1.0, 0.0, 0.0, 0.0] and timeouts == [0.0, 1.0, 0.0, 0.0]
+            assert seconds < 60
+    finally:
+        ray.shutdown()
