@@ -1,0 +1,118 @@
+"""recipes/slurm/ablation.sh under a stand-in sbatch, and its manifest consumed by train.sbatch array tasks."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from tests.recipes.stub_cluster import ABLATION_SH, TRAIN_SBATCH, StubCluster
+
+
+def _manifest(cluster: StubCluster, sweep: str = "ablation") -> list[dict[str, str]]:
+    path = cluster.runs_root / sweep / "manifest.tsv"
+    lines = path.read_text().splitlines()
+    header = lines[0].lstrip("# ").split("\t")
+    return [dict(zip(header, row)) for row in csv.reader(lines[1:], delimiter="\t")]
+
+
+def _submit(cluster: StubCluster, *args: str, **env: str):
+    return cluster.run(*args, script=ABLATION_SH, **env)
+
+
+def test_algorithm_x_seed_x_knob_is_one_array_with_one_run_dir_each(tmp_path):
+    cluster = StubCluster(tmp_path, 2)
+    result = _submit(
+        cluster, "data.train_batch_size=64",
+        ALGOS="grpo gspo sspo", SEEDS="1 2", GRID="actor_rollout_ref.actor.clip_ratio_high=0.28,0.4",
+        NODES="2", MAX_PARALLEL="4", SBATCH_ARGS="--partition=gpu --time=24:00:00",
+    )
+    assert result.returncode == 0, result.stderr
+
+    rows = _manifest(cluster)
+    assert len(rows) == 3 * 2 * 2
+    assert [r["index"] for r in rows] == [str(i) for i in range(12)]
+    combos = {(r["algo"], r["seed"], r["overrides"]) for r in rows}
+    assert combos == {
+        (a, s, f"actor_rollout_ref.actor.clip_ratio_high={c}")
+        for a in ("grpo", "gspo", "sspo") for s in ("1", "2") for c in ("0.28", "0.4")
+    }
+    assert len({r["run_dir"] for r in rows}) == 12
+    assert rows[0]["run_name"] == "ablation-grpo-seed1-clip_ratio_high0.28"
+    assert all(r["run_dir"] == f"{cluster.runs_root}/ablation/{r['run_name']}" for r in rows)
+
+    (sbatch,) = cluster.calls("sbatch")
+    manifest = f"{cluster.runs_root}/ablation/manifest.tsv"
+    assert sbatch.args == (
+        "--parsable", "--array=0-11%4", "--job-name=ablation", "--nodes=2",
+        f"--output={cluster.runs_root}/ablation/slurm-%A_%a.out", f"--export=ALL,SSPO_MANIFEST={manifest}",
+        "--partition=gpu", "--time=24:00:00", str(TRAIN_SBATCH), "data.train_batch_size=64",
+    )
+    # The summary names the job and every run, on stdout and in the sweep's submissions.log.
+    assert "job array 4242, 12 run(s) on 2 node(s) each, at most 4 at once" in result.stdout
+    assert "ablation-sspo-seed2-clip_ratio_high0.4" in result.stdout
+    log = (cluster.runs_root / "ablation" / "submissions.log").read_text()
+    assert "job array 4242" in log and log.count("ablation-") >= 12
+
+
+def test_array_task_runs_its_manifest_row(tmp_path):
+    """train.sbatch as array task 3 of the sweep: run name, directory, algorithm, seed and knob from row 3."""
+    cluster = StubCluster(tmp_path, 2)
+    assert _submit(cluster, ALGOS="grpo sspo", SEEDS="1 2", GRID="+x.lr=1e-6,2e-6").returncode == 0
+    row = _manifest(cluster)[5]  # sspo, seed 1, lr 2e-6
+    assert (row["algo"], row["seed"], row["overrides"]) == ("sspo", "1", "+x.lr=2e-6")
+
+    result = cluster.run(
+        "data.train_batch_size=64",
+        SSPO_MANIFEST=f"{cluster.runs_root}/ablation/manifest.tsv", SLURM_ARRAY_TASK_ID="5", ALGO="grpo",
+    )
+    assert result.returncode == 0, result.stderr
+    (train,) = cluster.calls("sspo-train")
+    assert train.opt("algorithm") == "sspo"  # the manifest wins over the environment
+    assert train.opt("seed") == "1"
+    assert train.opt("trainer.experiment_name") == row["run_name"]
+    assert train.opt("trainer.default_local_dir") == row["run_dir"] + "/checkpoints"
+    assert train.opt("hydra.run.dir") == row["run_dir"]
+    assert train.args[-2:] == ("+x.lr=2e-6", "data.train_batch_size=64")
+    assert (tmp_path / "runs" / "ablation" / row["run_name"] / "logs" / "train.log").exists()
+
+
+def test_resubmitting_the_same_sweep_is_allowed_a_different_grid_is_not(tmp_path):
+    cluster = StubCluster(tmp_path, 1)
+    assert _submit(cluster, ALGOS="grpo", SEEDS="1").returncode == 0
+    assert _submit(cluster, ALGOS="grpo", SEEDS="1").returncode == 0
+    result = _submit(cluster, ALGOS="grpo", SEEDS="1 2")
+    assert result.returncode != 0
+    assert "exists with a different grid" in result.stderr
+    assert len(cluster.calls("sbatch")) == 2
+
+
+def test_dry_run_submits_nothing(tmp_path):
+    cluster = StubCluster(tmp_path, 1)
+    result = _submit(cluster, DRY_RUN="1", ALGOS="sspo", SEEDS="7")
+    assert result.returncode == 0, result.stderr
+    assert not cluster.calls("sbatch")
+    assert "dry run, not submitted" in result.stdout
+    assert _manifest(cluster)[0]["run_name"] == "ablation-sspo-seed7"
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        ({"ALGOS": "grpo ppo"}, (), "ALGOS: ppo is not one of"),
+        ({"SEEDS": "1 x"}, (), "SEEDS: x is not an integer"),
+        ({"SEEDS": " "}, (), "SEEDS is empty"),
+        ({"GRID": "lr"}, (), "GRID entry 'lr': expected key=value1,value2"),
+        ({"GRID": "seed=1,2"}, (), "GRID key seed is set by the launcher"),
+        ({"GRID": "a.b=1,2"}, ("a.b=3",), "override a.b=3 replaces the GRID axis a.b"),
+        ({"GRID": "x.path=a/b,a_b"}, (), "share the run name"),
+        ({"SWEEP_NAME": "my sweep"}, (), "SWEEP_NAME=my sweep"),
+        ({"NODES": "0"}, (), "NODES=0"),
+        ({"STUB_SBATCH_RC": "1"}, (), "sbatch failed"),
+    ],
+)
+def test_bad_input_is_refused_with_a_reason(tmp_path, env, args, message):
+    cluster = StubCluster(tmp_path, 1)
+    result = _submit(cluster, *args, **env)
+    assert result.returncode != 0
+    assert message in result.stderr
