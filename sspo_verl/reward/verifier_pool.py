@@ -175,6 +175,8 @@ class VerifierPool:
 
     def _spawn(self) -> _Worker:
         # Popen from the single long-lived spawner thread (see module docstring: parent-death signal).
+        if self._closed:
+            raise RuntimeError("VerifierPool is closed")
         worker = self._spawner.submit(self._popen).result(timeout=60)
         with self._lock:
             self._all.add(worker)
@@ -253,7 +255,14 @@ class VerifierPool:
             except BaseException:  # noqa: BLE001 - the original error is the one to report
                 pass
             raise
-        outcome, worker = self._run(worker, gold, pred, timeout_s)
+        try:
+            outcome, worker = self._run(worker, gold, pred, timeout_s)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, pool closed): the worker may be mid-request; replace it.
+            self._retire(worker)
+            if not self._closed:
+                self._idle.put(self._spawn())
+            raise
         self._idle.put(worker)
         return outcome
 
