@@ -3,7 +3,7 @@
     # greedy (default), vLLM on a GPU, data written by `sspo-data prepare-all --datasets eval`
     sspo-eval run --model checkpoints/sspo/global_step_500 --data-dir data --out-dir eval/sspo_500
     # sampled: avg@16 and pass@1/4/16
-    sspo-eval run --model Qwen/Qwen2.5-Math-1.5B-local-dir --data-dir data --out-dir eval/base \\
+    sspo-eval run --model ~/models/Qwen2.5-Math-1.5B --data-dir data --out-dir eval/base \\
         --temperature 0.6 --top-p 0.95 --n 16 --pass-k 1,4,16
     sspo-eval rescore eval/sspo_500                     # re-score saved samples (no generation)
     sspo-eval table eval/base/results.json eval/sspo_500/results.json --out table.md
