@@ -17,7 +17,8 @@ dapo_math_17k   BytedTsinghua-SIA/DAPO-Math-    train      train   verl rows: pr
 gsm8k           openai/gsm8k (main)            train      train   question; answer after "####", commas
                                                                    removed
 aime24          HuggingFaceH4/aime_2024        train      eval    problem; answer (also Maxwell-Jia/AIME_2024
-                                                                   Problem/Answer, math-ai/aime24)
+                                                                   Problem/Answer, math-ai/aime24 problem/
+                                                                   solution holding the answer)
 aime25          math-ai/aime25                 test       eval    problem; answer
 amc23           math-ai/amc23                  test       eval    question; answer (numbers as text)
 math500         HuggingFaceH4/MATH-500         test       eval    problem; answer
@@ -126,13 +127,20 @@ def parse_generic(row: dict) -> Parsed:
     value = _first(row, ("answer", "final_answer", "gt", "ground_truth"))
     answer = answer_text(value) if value is not None else ""
     if not answer and isinstance(row.get("solution"), str):
-        answer = last_boxed_answer(row["solution"]) or ""
+        solution = row["solution"].strip()
+        # A full solution ends in \boxed{}; some mirrors (math-ai/aime24) keep only the answer in "solution".
+        answer = last_boxed_answer(solution) or (answer_text(solution) if _looks_like_bare_answer(solution) else "")
     if not answer:
         raise RowError(
             f"no answer: expected 'answer', 'final_answer' or a \\boxed{{}} in 'solution', have {sorted(row)}"
         )
     level = _level(row.get("level"))
     return Parsed(question, answer, level, str(row.get("subject") or row.get("type") or ""))
+
+
+def _looks_like_bare_answer(text: str) -> bool:
+    """A short single-line "solution" that is just the answer (``204``, ``$\\frac{1}{2}$``), not a derivation."""
+    return 0 < len(text) <= 64 and "\n" not in text and len(text.split()) <= 3
 
 
 def _level(value: Any) -> int | None:

@@ -171,6 +171,22 @@ def test_save_to_disk_directory(tmp_path):
         prepare_dataset("math500", tmp_path / "o.parquet", input_path=str(tmp_path / "saved"), split="dev")
 
 
+def test_generic_mapping_covers_benchmark_mirrors():
+    """Other common mirrors of the eval sets map without code changes (their real column names)."""
+    spec = get_source("aime24")
+    records = [
+        {"ID": "2024-I-1", "Problem": "P1", "Solution": "long text", "Answer": 204},  # Maxwell-Jia/AIME_2024
+        {"id": 0, "problem": "P2", "solution": "\\boxed{25}", "url": "u"},  # math-ai/aime24: answer in solution
+        {"id": 1, "problem": "P3", "solution": "$113$"},
+        {"idx": 7, "problem": "P4", "solution": "We compute ... so the answer is \\boxed{\\frac{1}{2}}."},  # Qwen jsonl
+        {"question": "P5", "final_answer": ["$3$", "$4$"]},  # OlympiadBench, two answers
+    ]
+    rows, _ = build_rows(spec, records, "mem")
+    assert [r["reward_model"]["ground_truth"] for r in rows] == ["204", "25", "113", "\\frac{1}{2}", "3, 4"]
+    with pytest.raises(DataError, match="no answer"):
+        build_rows(spec, [{"problem": "P", "solution": "A long derivation without any final box at all."}], "mem")
+
+
 def test_build_rows_limit_and_known_sources():
     assert set(SOURCES) == set(TRAIN_SETS + EVAL_BENCHMARKS + ("aime25",))
     records = [{"question": f"q{i}", "answer": f"x #### {i}"} for i in range(10)]
