@@ -220,15 +220,45 @@ def test_apptainer_wraps_every_step(tmp_path):
     cluster.assert_torn_down()
 
 
-def test_enroot_passes_pyxis_flags(tmp_path):
+@pytest.mark.parametrize("runs_inside_submit_dir", [True, False])
+def test_enroot_passes_pyxis_flags(tmp_path, runs_inside_submit_dir):
     cluster = StubCluster(tmp_path, 2)
-    result = cluster.run(CONTAINER_RUNTIME="enroot", CONTAINER_IMAGE="/img/sspo.sqsh")
+    runs_root = str(cluster.runs_root) if runs_inside_submit_dir else f"{tmp_path}-runs"
+    result = cluster.run(CONTAINER_RUNTIME="enroot", CONTAINER_IMAGE="/img/sspo.sqsh", CONTAINER_MOUNTS="/d:/d",
+                         RUNS_ROOT=runs_root)
     assert result.returncode == 0, result.stderr
+    # The submit directory (the steps' working directory) and RUNS_ROOT are mounted, once each.
+    mounts = f"{tmp_path},/d:/d" if runs_inside_submit_dir else f"{tmp_path},{runs_root},/d:/d"
     steps = [c for c in cluster.calls("srun") if "ray" in c.args or "env" in c.args]
     assert len(steps) == 3
     for c in steps:
         assert c.opt("--container-image") == "/img/sspo.sqsh"
         assert c.opt("--container-name") == "sspo-1001"
+        assert c.opt("--container-mounts") == mounts
+        assert c.opt("--container-workdir") == str(tmp_path)
+    cluster.assert_torn_down()
+
+
+def test_head_name_resolving_to_loopback_falls_back_to_interface_addresses(tmp_path):
+    cluster = StubCluster(tmp_path, 2)
+    result = cluster.run(STUB_LOOPBACK_NAME="1")
+    assert result.returncode == 0, result.stderr
+    head, workers = _ray_starts(cluster)
+    assert "--node-ip-address=172.16.0.1" in _only(head).args
+    assert "--address=172.16.0.1:6379" in _only(workers).args
+
+
+def test_time_limit_requeues_without_progress_check_when_disabled(tmp_path):
+    cluster = StubCluster(tmp_path, 1)
+    proc = cluster.start(STUB_TRAIN_BLOCK="1", REQUEUE_REQUIRES_PROGRESS="0")
+    try:
+        cluster.wait_for_file(cluster.stub_dir / "train-started")
+        proc.send_signal(signal.SIGUSR1)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert [c.args for c in cluster.calls("scontrol") if c.args[0] == "requeue"] == [("requeue", "1001")]
 
 
 def test_net_iface_sets_head_address_and_nccl(tmp_path):
