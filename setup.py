@@ -7,9 +7,19 @@ command, or pip resolves a CUDA torch through accelerate/peft:
     pip install -e ".[gpu,math]"                    # GPU cluster (or use docker/Dockerfile)
 """
 
+import os
+
 from setuptools import find_packages, setup
 
 VERL_VERSION = "0.9.1"
+
+# hydra_configs/ and its config groups, installed as data packages under sspo_verl.hydra_configs.
+_CONFIG_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hydra_configs")
+CONFIG_PACKAGES = ["sspo_verl.hydra_configs"] + [
+    f"sspo_verl.hydra_configs.{name}"
+    for name in sorted(os.listdir(_CONFIG_ROOT))
+    if os.path.isdir(os.path.join(_CONFIG_ROOT, name)) and not name.startswith((".", "_"))
+]
 
 setup(
     name="sspo-verl",
@@ -18,7 +28,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["sspo_verl", "sspo_verl.*"]),
+    # The top-level hydra_configs/ ships inside the package as sspo_verl/hydra_configs (sspo-train's config dir).
+    packages=find_packages(include=["sspo_verl", "sspo_verl.*"]) + CONFIG_PACKAGES,
+    package_dir={"sspo_verl.hydra_configs": "hydra_configs"},
+    package_data={package: ["*.yaml"] for package in CONFIG_PACKAGES},
     include_package_data=True,
     install_requires=[
         # verl-core holds the V1 trainer's TransferQueue, fastapi and cachetools: needed on every path.

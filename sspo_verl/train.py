@@ -1,0 +1,257 @@
+"""``sspo-train``: verl's PPO trainer on sspo-verl's Hydra configs, with pre-flight checks before Ray starts.
+
+Usage (``python -m sspo_verl.train`` is the same)::
+
+    sspo-train                                          # SSPO, Qwen2.5-Math-1.5B, vLLM, 1 node × 8 GPUs
+    sspo-train algorithm=gspo                           # one flag: grpo | gspo | gspo_wide | sspo
+    sspo-train experiment=paper_qwen2.5_math_7b         # the paper's 7B run
+    sspo-train -m algorithm=grpo,gspo,sspo seed=1,2,3   # 9 runs, one directory and name each
+    sspo-train hardware=cpu model=tiny rollout=hf       # the real trainer on CPU (sspo_verl.cpu)
+    sspo-train --cfg job                                # print the composed config, resolved
+    sspo-train dry_run=true                             # compose + pre-flight + print; Ray never starts
+
+Per job: compose (``hydra_configs/sspo_trainer.yaml`` over verl's ``ppo_trainer``) → for ``trainer.device=cpu``
+the CPU backend's driver environment and config (:mod:`sspo_verl.cpu.launch`) → pre-flight
+(:mod:`sspo_verl.preflight`; errors exit with status 2, nothing started) → the whole config resolved in the
+driver (the ``sspo.*`` and ``hydra:`` resolvers exist only here) and saved as ``<run dir>/resolved_config.yaml``
+→ verl's own entry point ``verl.trainer.main_ppo.main(config)`` (device detection, ``validate_config``,
+``run_ppo``) → ``ray.shutdown()`` if this job started Ray, so the next job of a multirun starts clean.
+
+Public API:
+    main()                        the console script
+    run(config)                   one job on a composed config (what the Hydra app calls)
+    compose(overrides)            the composed config without running anything (tests, notebooks)
+    config_dir()                  where the Hydra configs are (installed package or source checkout)
+    register_resolvers()          ``sspo.div`` and ``sspo.abspath`` (idempotent; done on import)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from sspo_verl.preflight import Finding, PreflightError, run_preflight
+
+__all__ = ["CONFIG_NAME", "compose", "config_dir", "main", "register_resolvers", "run"]
+
+logger = logging.getLogger("sspo_verl.train")
+if logger.level == logging.NOTSET:
+    logger.setLevel(logging.INFO)
+
+CONFIG_NAME = "sspo_trainer"
+EXIT_PREFLIGHT = 2
+_FILE_LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
+# Run directories used by earlier jobs of the current sweep (a multirun): two jobs must never share one.
+_RUN_DIRS: set[str] = set()
+
+
+def config_dir() -> str:
+    """The directory holding ``sspo_trainer.yaml``: ``sspo_verl/hydra_configs`` in an installed wheel (setup.py
+    maps the top-level ``hydra_configs/`` there), else the source checkout's ``hydra_configs/`` (editable install,
+    or running from the repository)."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "hydra_configs", package.parent / "hydra_configs"):
+        if (candidate / f"{CONFIG_NAME}.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(
+        f"sspo-train cannot find its Hydra configs ({CONFIG_NAME}.yaml) in {package / 'hydra_configs'} or "
+        f"{package.parent / 'hydra_configs'}. Reinstall the package (pip install .), or run from a source checkout."
+    )
+
+
+def _div(numerator, denominator) -> int:
+    num, den = int(numerator), int(denominator)
+    if den <= 0 or num % den:
+        raise ValueError(
+            f"sspo.div: {num} is not divisible into {den} equal parts. With the algorithm presets this is "
+            f"data.train_batch_size={num} / num_mini_batches={den}: make data.train_batch_size a multiple of "
+            "num_mini_batches, or set actor_rollout_ref.actor.ppo_mini_batch_size yourself."
+        )
+    return num // den
+
+
+def _abspath(path) -> str:
+    return os.path.abspath(os.path.expanduser(str(path)))
+
+
+def register_resolvers() -> None:
+    """Register the config's resolvers (idempotent): ``${sspo.div:a,b}`` = a / b, an exact integer division
+    (else an error naming the keys), and ``${sspo.abspath:p}`` = the absolute path of ``p`` with ``~`` expanded."""
+    for name, fn in (("sspo.div", _div), ("sspo.abspath", _abspath)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = CONFIG_NAME) -> DictConfig:
+    """Compose the training config as ``sspo-train <overrides>`` would, without running anything.
+
+    The Hydra context (``${hydra:runtime.choices...}`` in ``trainer.experiment_name``) is set, so the result
+    resolves; the ``hydra`` node itself is removed, as in a job. Not for use inside a running Hydra app.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()  # e.g. left initialized by an earlier sspo-train run in this process
+    with initialize_config_dir(config_dir=config_dir(), version_base=None, job_name="sspo_train"):
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def _run_dir(config: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        output_dir = HydraConfig.get().runtime.get("output_dir")
+        if output_dir:
+            return str(output_dir)
+    return os.path.join(str(config.output_dir), str(config.trainer.project_name), str(config.trainer.experiment_name))
+
+
+def _check_unique_run_dir(run_dir: str) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    if HydraConfig.get().job.get("num") == 0:  # the first job of a sweep (the process may run several sweeps)
+        _RUN_DIRS.clear()
+    if run_dir in _RUN_DIRS:
+        raise PreflightError(
+            [
+                Finding(
+                    "error",
+                    "multirun",
+                    f"two jobs of this sweep share the run directory {run_dir} (trainer.experiment_name="
+                    "<algorithm>-<model>-seed<seed> does not name what you sweep): they would overwrite each other's "
+                    "checkpoints and logs. Put the swept key into the name, e.g. "
+                    "'trainer.experiment_name=${hydra:runtime.choices.algorithm}-lr${actor_rollout_ref.actor.optim.lr}"
+                    "-seed${seed}'.",
+                )
+            ]
+        )
+    _RUN_DIRS.add(run_dir)
+
+
+def _worker_env(config: DictConfig, key: str, value: str) -> None:
+    """Add an environment variable for every Ray worker (``ray_kwargs.ray_init.runtime_env.env_vars``)."""
+    with open_dict(config):
+        ray_init = config.ray_kwargs.ray_init
+        if ray_init.get("runtime_env") is None:
+            ray_init.runtime_env = {}
+        if ray_init.runtime_env.get("env_vars") is None:
+            ray_init.runtime_env.env_vars = {}
+        ray_init.runtime_env.env_vars[key] = value
+
+
+def _cpu_backend(config: DictConfig, dry_run: bool) -> None:
+    """``trainer.device=cpu``: the CPU backend's driver environment (``VERL_PLATFORM=cpu`` before verl's trainer
+    is imported) and its Ray / worker-environment settings, checked. A dry run only checks and fills the config."""
+    try:
+        from sspo_verl.cpu.launch import CPUConfigError, apply_to_config, prepare_driver
+    except ImportError as exc:
+        raise PreflightError(
+            [Finding("error", "cpu", f"trainer.device=cpu needs the CPU backend (sspo_verl.cpu.launch): {exc}")]
+        ) from exc
+    if not dry_run:
+        prepare_driver()
+    try:
+        applied = apply_to_config(config)
+    except CPUConfigError as exc:
+        raise PreflightError([Finding("error", "cpu", str(exc))]) from exc
+    for key, value in applied.items():
+        logger.info("sspo-train: CPU backend set %s=%s", key, value)
+
+
+def _summary(config: DictConfig, run_dir: str) -> str:
+    actor = config.actor_rollout_ref.actor
+    preset = config.get("algorithm_preset") or {}
+    return (
+        f"algorithm={preset.get('name', '?')} loss_mode={actor.policy_loss.loss_mode} "
+        f"adv_estimator={config.algorithm.adv_estimator} loss_agg_mode={actor.loss_agg_mode} "
+        f"clip={actor.clip_ratio_low}/{actor.clip_ratio_high} train_batch_size={config.data.train_batch_size} "
+        f"ppo_mini_batch_size={actor.ppo_mini_batch_size} n={config.actor_rollout_ref.rollout.n} seed={config.seed} "
+        f"model={config.actor_rollout_ref.model.path} device={config.trainer.device} "
+        f"nodes={config.trainer.nnodes}x{config.trainer.n_gpus_per_node} run_dir={run_dir}"
+    )
+
+
+def run(config: DictConfig) -> Optional[DictConfig]:
+    """Run one training job on a composed config (see the module docstring for the steps).
+
+    Returns:
+        The final, resolved config for a dry run (``dry_run=true``); None after training.
+
+    Raises:
+        PreflightError: the config cannot run (nothing was started).
+    """
+    dry_run = bool(config.get("dry_run", False))
+    if config.trainer.device == "cpu":
+        _cpu_backend(config, dry_run)
+    run_preflight(config)
+    run_dir = _run_dir(config)
+    _check_unique_run_dir(run_dir)
+    logger_backends = config.trainer.get("logger") or []
+    logger_backends = [logger_backends] if isinstance(logger_backends, str) else list(logger_backends)
+    if "file" in logger_backends and _FILE_LOGGER_ENV not in os.environ:
+        _worker_env(config, _FILE_LOGGER_ENV, os.path.join(run_dir, "metrics.jsonl"))
+    OmegaConf.resolve(config)  # here, where the sspo.* and hydra: resolvers exist; verl's workers never see them
+    os.makedirs(run_dir, exist_ok=True)
+    OmegaConf.save(config, os.path.join(run_dir, "resolved_config.yaml"))
+    logger.info("sspo-train: %s", _summary(config, run_dir))
+    if dry_run:
+        print(OmegaConf.to_yaml(config), end="")
+        print(f"sspo-train dry run: {_summary(config, run_dir)}")
+        return config
+
+    import ray
+    from verl.trainer.main_ppo import main as verl_main  # after the CPU backend's environment is in place
+
+    started_ray = not ray.is_initialized()
+    try:
+        verl_main(config)  # hydra.main passes a given config straight to verl's task function
+    finally:
+        if started_ray and ray.is_initialized():
+            ray.shutdown()
+    return None
+
+
+@hydra.main(config_path=config_dir(), config_name=CONFIG_NAME, version_base=None)
+def _hydra_app(config: DictConfig) -> None:
+    try:
+        run(config)
+    except PreflightError as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_PREFLIGHT) from None
+
+
+def _with_resolve(argv: list[str]) -> list[str]:
+    """``--cfg``/``-c`` prints the config; sspo-train prints it resolved (adds Hydra's ``--resolve``)."""
+    asks_cfg = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
+    if asks_cfg and "--resolve" not in argv:
+        return [*argv, "--resolve"]
+    return argv
+
+
+def main() -> None:
+    """``sspo-train``: a Hydra application (all of Hydra's flags work: ``-m``, ``--cfg``, ``--info``, ...)."""
+    sys.argv = [sys.argv[0], *_with_resolve(sys.argv[1:])]
+    _hydra_app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""sspo-train (sspo_verl.train): the Hydra app, `--cfg job`, multirun, dry runs, the hand-off to verl's own entry
+point, the CPU backend hook, and a real non-editable install run from another directory (slow).
+
+Nothing here starts Ray or trains: verl's entry point is replaced by a recorder where the hand-off is tested; full
+runs are the CPU backend's end-to-end tests (tests/e2e)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from sspo_verl import train
+from sspo_verl.preflight import PreflightError
+from sspo_verl.train import compose
+
+REPO = Path(__file__).resolve().parents[1]
+NO_CLUSTER = "preflight.check_cluster=false"  # this machine has no GPU; cluster checks: tests/test_preflight
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    for name in ("math_l35", "math500", "aime24", "amc23", "minerva_math", "olympiadbench"):
+        (data / f"{name}.parquet").write_bytes(b"PAR1")
+    monkeypatch.setenv("SSPO_DATA_DIR", str(data))
+    monkeypatch.setenv("SSPO_OUTPUT_DIR", str(out))
+    monkeypatch.delenv("VERL_FILE_LOGGER_PATH", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return data, out
+
+
+@pytest.fixture
+def verl_entry(monkeypatch):
+    """Replace verl.trainer.main_ppo.main (verl's Hydra task) with a recorder: the hand-off without Ray."""
+    import verl.trainer.main_ppo as main_ppo
+
+    calls = []
+    monkeypatch.setattr(main_ppo, "main", lambda config: calls.append(config))
+    return calls
+
+
+def run_cli(monkeypatch, capsys, *args):
+    """`sspo-train <args>` in this process (Hydra app, argv parsing, launcher); returns (exit code, out, err)."""
+    monkeypatch.setattr(sys, "argv", ["sspo-train", *args])
+    code = 0
+    try:
+        train.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_config_dir_is_the_source_checkout_in_development():
+    assert Path(train.config_dir()) == REPO / "hydra_configs"
+
+
+def test_resolvers():
+    assert OmegaConf.create({"a": "${sspo.div:96,4}"}).a == 24
+    with pytest.raises(Exception, match="num_mini_batches"):
+        _ = OmegaConf.create({"a": "${sspo.div:10,4}"}).a
+    assert OmegaConf.create({"p": "${sspo.abspath:'~/x'}"}).p == os.path.expanduser("~/x")
+    assert Path(OmegaConf.create({"p": "${sspo.abspath:rel}"}).p).is_absolute()
+
+
+def test_cfg_flag_gets_resolve():
+    assert train._with_resolve(["--cfg", "job"]) == ["--cfg", "job", "--resolve"]
+    assert train._with_resolve(["-c", "job", "--resolve"]) == ["-c", "job", "--resolve"]
+    assert train._with_resolve(["algorithm=gspo"]) == ["algorithm=gspo"]
+
+
+def test_dry_run_resolves_checks_saves_and_starts_nothing(dirs, capsys):
+    import ray
+
+    _, out = dirs
+    cfg = compose(["algorithm=gspo", "dry_run=true", NO_CLUSTER])
+    final = train.run(cfg)
+    text = OmegaConf.to_yaml(final)
+    assert "${" not in text
+    run_dir = out / "sspo" / "gspo-qwen2.5-math-1.5b-seed42"
+    saved = OmegaConf.load(run_dir / "resolved_config.yaml")
+    assert saved.actor_rollout_ref.actor.policy_loss.loss_mode == "gspo"
+    assert saved.actor_rollout_ref.actor.ppo_mini_batch_size == 256
+    assert saved.trainer.default_local_dir == str(run_dir / "checkpoints")
+    # verl's file logger writes next to the run, in every Ray worker
+    env_vars = saved.ray_kwargs.ray_init.runtime_env.env_vars
+    assert env_vars.VERL_FILE_LOGGER_PATH == str(run_dir / "metrics.jsonl")
+    assert "sspo-train dry run: algorithm=gspo loss_mode=gspo" in capsys.readouterr().out
+    assert not ray.is_initialized()
+
+
+def test_hand_off_to_verls_own_entry_point_with_a_resolved_config(dirs, verl_entry):
+    cfg = compose(["algorithm=sspo", NO_CLUSTER])
+    assert train.run(cfg) is None
+    (handed,) = verl_entry
+    assert "${" not in OmegaConf.to_yaml(handed)  # verl's workers never see sspo.* / hydra: interpolations
+    actor = handed.actor_rollout_ref.actor
+    assert actor.policy_loss.tokenizer_path == "Qwen/Qwen2.5-Math-1.5B"  # pre-flight fix applied
+    assert actor.calculate_entropy is True and handed.algorithm.adv_estimator == "sspo"
+
+
+def test_preflight_error_stops_before_verl(dirs, verl_entry):
+    cfg = compose(["algorithm=grpo", "actor_rollout_ref.actor.policy_loss.loss_mode=bogus", NO_CLUSTER])
+    with pytest.raises(PreflightError, match="'bogus'"):
+        train.run(cfg)
+    assert verl_entry == []
+
+
+def test_cpu_device_prepares_the_cpu_backend_before_verl(dirs, verl_entry, monkeypatch):
+    import sspo_verl.cpu.launch as launch
+
+    prepared = []
+    monkeypatch.setattr(launch, "prepare_driver", lambda: prepared.append(True))
+    overrides = ["hardware=cpu", "model=tiny", "rollout=hf", "preflight.check_files=false"]
+    train.run(compose([*overrides, "dry_run=true"]))
+    assert prepared == []  # a dry run changes nothing in this process
+    train.run(compose(overrides))
+    assert prepared == [True]
+    (handed,) = verl_entry
+    ray_init = handed.ray_kwargs.ray_init
+    assert ray_init.address == "local" and ray_init.num_gpus == 1
+    assert ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"
+    with pytest.raises(PreflightError, match="rollout=hf"):
+        train.run(compose(["hardware=cpu", "model=tiny", "rollout=vllm", "preflight.check_files=false"]))
+
+
+def test_cli_cfg_job_prints_the_resolved_config(dirs, monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "algorithm=gspo", "data.train_batch_size=64", "--cfg", "job")
+    assert code == 0
+    cfg = yaml.safe_load(out)
+    assert "${" not in out
+    assert cfg["actor_rollout_ref"]["actor"]["policy_loss"]["loss_mode"] == "gspo"
+    assert cfg["actor_rollout_ref"]["actor"]["ppo_mini_batch_size"] == 16
+    assert cfg["trainer"]["experiment_name"] == "gspo-qwen2.5-math-1.5b-seed42"
+
+
+LOSS_MODE = {"grpo": "vanilla", "gspo": "gspo", "gspo_wide": "gspo", "sspo": "sspo"}
+
+
+def _check_sweep(monkeypatch, capsys, out, algorithms, seeds):
+    code, stdout, err = run_cli(
+        monkeypatch, capsys, "-m", f"algorithm={','.join(algorithms)}", f"seed={','.join(map(str, seeds))}",
+        "dry_run=true", NO_CLUSTER,
+    )
+    assert code == 0, err
+    lines = [line for line in stdout.splitlines() if line.startswith("sspo-train dry run:")]
+    assert len(lines) == len(algorithms) * len(seeds)
+    for algorithm in algorithms:
+        loss_mode = LOSS_MODE[algorithm]
+        for seed in seeds:
+            run_dir = out / "sspo" / f"{algorithm}-qwen2.5-math-1.5b-seed{seed}"
+            cfg = OmegaConf.load(run_dir / "resolved_config.yaml")
+            assert cfg.actor_rollout_ref.actor.policy_loss.loss_mode == loss_mode
+            assert cfg.seed == seed and cfg.data.seed == seed and cfg.actor_rollout_ref.rollout.seed == seed
+            assert cfg.trainer.experiment_name == run_dir.name
+            assert cfg.trainer.default_local_dir == str(run_dir / "checkpoints")
+    assert (out / "sspo" / "multirun.yaml").is_file()
+
+
+def test_cli_multirun_gives_every_job_its_own_run(dirs, monkeypatch, capsys):
+    _check_sweep(monkeypatch, capsys, dirs[1], ["gspo", "sspo"], [1, 2])
+    # a second sweep in the same process may revisit the same runs (e.g. to resume them)
+    _check_sweep(monkeypatch, capsys, dirs[1], ["sspo"], [1])
+
+
+@pytest.mark.slow
+def test_cli_multirun_the_issues_sweep(dirs, monkeypatch, capsys):
+    """`sspo-train -m algorithm=grpo,gspo,sspo seed=1,2,3`: nine runs."""
+    _check_sweep(monkeypatch, capsys, dirs[1], ["grpo", "gspo", "sspo"], [1, 2, 3])
+
+
+def test_cli_multirun_refuses_jobs_that_share_a_run_directory(dirs, monkeypatch, capsys):
+    code, _, err = run_cli(
+        monkeypatch, capsys, "-m", "actor_rollout_ref.actor.optim.lr=1e-6,2e-6", "dry_run=true", NO_CLUSTER
+    )
+    assert code == train.EXIT_PREFLIGHT
+    assert "share the run directory" in err and "trainer.experiment_name" in err
+    assert "Traceback" not in err
+
+
+def test_cli_preflight_failure_exits_2_with_the_message(dirs, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "data.train_files=/no/such.parquet", "dry_run=true", NO_CLUSTER)
+    assert code == train.EXIT_PREFLIGHT
+    assert "/no/such.parquet does not exist" in err and "sspo-data prepare-all" in err
+    assert "Traceback" not in err
+
+
+def test_python_dash_m_entry_point(dirs):
+    """`python -m sspo_verl.train` in a fresh process (the console script's module)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "sspo_verl.train", "algorithm=gspo_wide", "--cfg", "job"],
+        capture_output=True, text=True, timeout=300, cwd=dirs[1].parent,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["actor_rollout_ref"]["actor"]["clip_ratio_high"] == 0.28
+    assert cfg["algorithm_preset"]["name"] == "gspo_wide"
+
+
+@pytest.mark.slow
+def test_non_editable_install_runs_from_another_directory(tmp_path):
+    """`pip install .` (not editable) into a throwaway target; sspo-train from elsewhere uses the shipped configs."""
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
+    src.mkdir()
+    for name in ("setup.py", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for name in ("sspo_verl", "hydra_configs"):
+        shutil.copytree(REPO / name, src / name, ignore=ignore)
+    target, elsewhere = tmp_path / "target", tmp_path / "elsewhere"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-compile", "-q",
+         "--target", str(target), str(src)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    assert (target / "sspo_verl" / "hydra_configs" / "algorithm" / "sspo.yaml").is_file()
+    assert not (target / "hydra_configs").exists()
+    shutil.rmtree(src)  # the installed copy must not need the source tree
+
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target), "SSPO_OUTPUT_DIR": str(tmp_path / "out")}
+    proc = subprocess.run(
+        [str(target / "bin" / "sspo-train"), "algorithm=gspo", "dry_run=true", "preflight.check_files=false",
+         NO_CLUSTER],
+        capture_output=True, text=True, timeout=300, cwd=elsewhere, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sspo-train dry run: algorithm=gspo loss_mode=gspo" in proc.stdout
+    run_dir = tmp_path / "out" / "sspo" / "gspo-qwen2.5-math-1.5b-seed42"
+    hydra_yaml = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml")
+    sources = [s["path"] for s in hydra_yaml.hydra.runtime.config_sources if s["provider"] == "main"]
+    assert sources == [str(target / "sspo_verl" / "hydra_configs")]
+    assert not list(elsewhere.iterdir())  # nothing written into the working directory
