@@ -5,8 +5,11 @@
     g(i,k)       = clamp((H̄(i,k) / (μ + 1e-8))^α, g_min, g_max)
     ε_low(i,k)   = min(ε_low · g(i,k), 0.99)      if adapt ∈ {both, low},  else ε_low
     ε_high(i,k)  = ε_high · g(i,k)                if adapt ∈ {both, high}, else ε_high
+    clip range   = [1 − ε_low(i,k), 1 + ε_high(i,k)]
 
 High-entropy subsentences (g > 1) get a wider trust region (explore), low-entropy ones a narrower one.
+μ is a micro-batch statistic (spec §5): with entropy clipping the loss depends on how a mini-batch is split
+into micro-batches, exactly as the spec defines it.
 """
 
 from __future__ import annotations
@@ -25,30 +28,35 @@ EPS_LOW_MAX = 0.99  # keeps 1 − ε_low > 0
 def entropy_scale(
     entropy: torch.Tensor, segments: Segments, alpha: float = 1.0, scale_min: float = 0.5, scale_max: float = 2.0
 ) -> torch.Tensor:
-    """Per-segment entropy scale g. Shape: entropy (B, T) -> (B·T,) (1.0 at unused segment ids).
+    """Per-segment entropy scale g. Shape: entropy (B, T) -> (B·T,); entries of unused segment ids are junk.
 
-    ``entropy`` must be finite at valid tokens; padding is ignored.
+    Padding of ``entropy`` may hold anything; it is masked here. Statistics are at least float32.
     """
     mask = segments.mask
     dtype = torch.promote_types(entropy.dtype, torch.float32)  # bf16 entropy -> fp32 statistics
-    ent = torch.where(mask, entropy.detach(), torch.zeros_like(entropy)).to(dtype)  # (B, T)
+    ent = torch.where(mask, entropy.detach().to(dtype), 0.0)  # (B, T)
     mu = ent.sum() / mask.sum().clamp(min=1)  # μ, scalar
-    seg_ent = segments.mean(ent)  # H̄, (B·T,)
-    g = torch.clamp((seg_ent / (mu + ENTROPY_EPS)) ** alpha, scale_min, scale_max)  # (B·T,)
-    return torch.where(segments.valid, g, torch.ones_like(g))
+    ratio = segments.mean(ent) / (mu + ENTROPY_EPS)  # H̄ / μ, (B·T,)
+    if alpha != 1.0:
+        ratio = ratio**alpha
+    return torch.clamp(ratio, scale_min, scale_max)  # g, (B·T,)
 
 
 def clip_bounds(
     clip_ratio_low: float,
     clip_ratio_high: float,
-    scale: Optional[torch.Tensor],
+    scale: Optional[torch.Tensor] = None,
     adapt: str = "both",
 ) -> tuple[torch.Tensor | float, torch.Tensor | float]:
-    """(ε_low, ε_high), per token when ``scale`` (g broadcast to (B, T)) is given, scalars otherwise."""
+    """The clip range ``(1 − ε_low, 1 + ε_high)``: tensors shaped like ``scale`` (g, any shape) where adapted,
+    Python floats otherwise."""
     if adapt not in ENTROPY_ADAPT_MODES:
         raise ValueError(f"entropy adapt must be one of {ENTROPY_ADAPT_MODES}, got {adapt!r}")
+    lower, upper = 1.0 - clip_ratio_low, 1.0 + clip_ratio_high
     if scale is None or adapt == "none":
-        return clip_ratio_low, clip_ratio_high
-    eps_low = torch.clamp(clip_ratio_low * scale, max=EPS_LOW_MAX) if adapt in ("both", "low") else clip_ratio_low
-    eps_high = clip_ratio_high * scale if adapt in ("both", "high") else clip_ratio_high
-    return eps_low, eps_high
+        return lower, upper
+    if adapt in ("both", "low"):
+        lower = 1.0 - torch.clamp(clip_ratio_low * scale, max=EPS_LOW_MAX)
+    if adapt in ("both", "high"):
+        upper = 1.0 + clip_ratio_high * scale
+    return lower, upper

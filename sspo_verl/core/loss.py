@@ -10,6 +10,17 @@
 The scalar loss is ``verl.trainer.ppo.core_algos.agg_loss(pg, mask, loss_agg_mode, **global_batch_info)``,
 applied by the verl adapter; this module stays framework-free.
 
+Gradient, written out (the pattern of fused losses such as Liger-Kernel's): the value of ``pg`` is computed
+without autograd, and its exact derivative with respect to log r is
+
+    ∂pg/∂log r = −A · r · w · 1[PPO clip inactive] · 1[dual clip inactive] · 1[m ≤ 10]
+
+(the clamp of the unclipped branch and the max/min pass the gradient only where they select the r-dependent
+term). The returned matrix is ``pg + sg[∂pg/∂log r] · (x − sg[x])``: its value is exactly ``pg`` and autograd
+sees two cheap ops instead of the whole clip chain; x = log π_θ for ``ratio_grad="token"`` and x = m(i, k(t))
+(differentiable segment mean) for ``"segment"``. The float64 reference in ``tests/`` checks this gradient
+against autograd of the direct formula.
+
 Padding is sanitised first: NaN/inf at masked positions never reach the loss or its gradient.
 """
 
@@ -21,7 +32,7 @@ from typing import Optional
 import torch
 
 from sspo_verl.core.clip_bounds import clip_bounds, entropy_scale
-from sspo_verl.core.ratio import subsentence_log_ratio
+from sspo_verl.core.ratio import LOG_RATIO_MAX, RATIO_GRAD_MODES, segment_log_ratio
 from sspo_verl.core.segmentation import Segments
 
 # Metric names (spec §7); the verl adapter prefixes them with "actor/sspo/".
@@ -64,23 +75,23 @@ class SSPOParams:
 
 @dataclass(frozen=True)
 class SSPOLossStats:
-    """Detached per-token / per-segment quantities the metrics are computed from.
+    """Detached quantities the metrics are computed from (no metric work happens in the loss itself).
 
     Attributes:
         segments: segment structure.
         token_log_ratio: ℓ = log π_θ − log π_old, unclamped, 0 at masked. (B, T)
-        ratio: value of r. (B, T), 0 at masked.
-        clipped_high: PPO clip active at the upper bound (A > 0, r > 1 + ε_high). (B, T) bool
-        clipped_low: PPO clip active at the lower bound (A < 0, r < 1 − ε_low). (B, T) bool
+        seg_log_ratio: m per segment. (B·T,)
+        advantages: A, 0 at masked. (B, T)
+        ppo_clipped: PPO clip active, at either bound (0 at masked). (B, T) bool
         dual_clipped: dual clip active (A < 0, r > c). (B, T) bool
         scale: entropy scale g per segment (B·T,), or None without entropy clipping.
     """
 
     segments: Segments
     token_log_ratio: torch.Tensor
-    ratio: torch.Tensor
-    clipped_high: torch.Tensor
-    clipped_low: torch.Tensor
+    seg_log_ratio: torch.Tensor
+    advantages: torch.Tensor
+    ppo_clipped: torch.Tensor
     dual_clipped: torch.Tensor
     scale: Optional[torch.Tensor]
 
@@ -106,137 +117,138 @@ def sspo_loss_matrix(
         rollout_is_weights: optional importance weights multiplying the loss. Shape: (B, T)
 
     Returns:
-        ``(pg_losses, stats)``: (B, T) loss matrix, exactly 0 at masked tokens; :class:`SSPOLossStats`.
+        ``(pg_losses, stats)``: (B, T) loss matrix, 0 at masked tokens, differentiable in ``log_prob``;
+        :class:`SSPOLossStats`. Padding of every input may hold NaN/inf: it never reaches the loss or the
+        gradient.
     """
+    if params.ratio_grad not in RATIO_GRAD_MODES:
+        raise ValueError(f"ratio_grad must be one of {RATIO_GRAD_MODES}, got {params.ratio_grad!r}")
+    if params.entropy_clip and entropy is None:
+        raise ValueError(
+            "SSPO entropy clipping needs the token entropy of the current policy, and none was given. "
+            "Set actor_rollout_ref.actor.calculate_entropy=true, or disable entropy clipping with "
+            "actor_rollout_ref.actor.policy_loss.entropy_clip=false."
+        )
     mask = segments.mask
-    zeros = torch.zeros_like(log_prob)
-    log_prob = torch.where(mask, log_prob, zeros)  # sanitise padding (NaN/inf never reach the graph)
-    old_log_prob = torch.where(mask, old_log_prob.to(log_prob.dtype), zeros)
-    advantages = torch.where(mask, advantages.to(log_prob.dtype), zeros)
+    log_prob = torch.where(mask, log_prob, 0.0)  # sanitise padding before anything differentiable
+    segment_grad = params.ratio_grad == "segment"
+    with torch.set_grad_enabled(segment_grad and log_prob.requires_grad):
+        token_log_ratio, seg_log_ratio, seg_log_ratio_tok = segment_log_ratio(
+            log_prob, old_log_prob.to(log_prob.dtype), segments
+        )  # ℓ (B, T), m (B·T,), m(i, k(t)) (B, T)
 
-    log_ratio, _ = subsentence_log_ratio(log_prob, old_log_prob, segments, params.ratio_grad)  # (B, T)
-    ratio = torch.exp(log_ratio)  # (B, T)
+    with torch.no_grad():
+        advantages = torch.where(mask, advantages.to(log_prob.dtype), 0.0)  # A = 0 makes padded losses 0
+        m = seg_log_ratio_tok.detach()
+        ratio = torch.exp(torch.clamp(m, max=LOG_RATIO_MAX))  # r, (B, T)
 
-    scale = None
-    if params.entropy_clip:
-        if entropy is None:
-            raise ValueError(
-                "SSPO entropy clipping needs the token entropy of the current policy, and none was given. "
-                "Set actor_rollout_ref.actor.calculate_entropy=true, or disable entropy clipping with "
-                "actor_rollout_ref.actor.policy_loss.entropy_clip=false."
-            )
-        entropy = torch.where(mask, entropy.detach(), torch.zeros_like(entropy))
-        scale = entropy_scale(entropy, segments, params.entropy_alpha, params.entropy_scale_min,
-                              params.entropy_scale_max)  # g, (B·T,)
-        scale_tok = segments.broadcast(scale).to(log_prob.dtype)  # (B, T)
-    else:
-        scale_tok = None
-    eps_low, eps_high = clip_bounds(params.clip_ratio_low, params.clip_ratio_high, scale_tok,
-                                    params.entropy_adapt)  # scalars or (B, T)
+        scale = None
+        if params.entropy_clip:
+            scale = entropy_scale(entropy, segments, params.entropy_alpha, params.entropy_scale_min,
+                                  params.entropy_scale_max)  # g, (B·T,)
+            lower, upper = clip_bounds(params.clip_ratio_low, params.clip_ratio_high,
+                                       segments.broadcast(scale).to(ratio.dtype), params.entropy_adapt)
+        else:
+            lower, upper = clip_bounds(params.clip_ratio_low, params.clip_ratio_high)
+        if isinstance(lower, torch.Tensor) or isinstance(upper, torch.Tensor):
+            # torch.clamp takes two tensors or two numbers (full_like: a fill, no host-to-device copy)
+            lower = lower if isinstance(lower, torch.Tensor) else torch.full_like(ratio, lower)
+            upper = upper if isinstance(upper, torch.Tensor) else torch.full_like(ratio, upper)
 
-    pg_losses1 = -advantages * ratio  # (B, T)
-    if isinstance(eps_low, torch.Tensor) or isinstance(eps_high, torch.Tensor):
-        # per-token bounds; torch.clamp takes two tensors or two numbers (full_like: no host->device copy)
-        lower = 1 - (eps_low if isinstance(eps_low, torch.Tensor) else torch.full_like(ratio, eps_low))
-        upper = 1 + (eps_high if isinstance(eps_high, torch.Tensor) else torch.full_like(ratio, eps_high))
-        clipped_ratio = torch.clamp(ratio, lower, upper)
-    else:
-        clipped_ratio = torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
-    pg_losses2 = -advantages * clipped_ratio  # (B, T)
-    clip_pg_losses1 = torch.maximum(pg_losses1, pg_losses2)  # (B, T)
-    ppo_clipped = torch.gt(pg_losses2, pg_losses1) & mask  # (B, T)
+        neg_adv = -advantages
+        pg_losses1 = neg_adv * ratio  # −A·r
+        pg_losses2 = neg_adv * torch.clamp(ratio, lower, upper)  # −A·clip(r)
+        ppo_clipped = pg_losses2 > pg_losses1  # (B, T); never at padding, where A = 0
+        pg_losses = torch.maximum(pg_losses1, pg_losses2)
+        if params.clip_ratio_c is not None:
+            pg_losses3 = neg_adv * params.clip_ratio_c  # −A·c
+            dual_clipped = (pg_losses > pg_losses3) & (advantages < 0)  # for A < 0: min(pg, −A·c)
+            pg_losses = torch.where(dual_clipped, pg_losses3, pg_losses)
+            active = ~(ppo_clipped | dual_clipped)
+        else:
+            dual_clipped = torch.zeros_like(mask)
+            active = ~ppo_clipped
+        # ∂pg/∂log r: −A·r where the r-dependent branch is selected and the clamp at 10 is not active
+        grad_log_ratio = pg_losses1 * (active & (m <= LOG_RATIO_MAX))
+        if rollout_is_weights is not None:
+            weights = torch.where(mask, rollout_is_weights.to(pg_losses.dtype), 0.0)
+            pg_losses = pg_losses * weights
+            grad_log_ratio = grad_log_ratio * weights
 
-    if params.clip_ratio_c is not None:
-        pg_losses3 = -advantages * params.clip_ratio_c  # (B, T)
-        clip_pg_losses2 = torch.minimum(pg_losses3, clip_pg_losses1)
-        negative = advantages < 0
-        pg_losses = torch.where(negative, clip_pg_losses2, clip_pg_losses1)
-        dual_clipped = torch.gt(clip_pg_losses1, pg_losses3) & negative & mask
-    else:
-        pg_losses = clip_pg_losses1
-        dual_clipped = torch.zeros_like(mask)
+    x = seg_log_ratio_tok if segment_grad else log_prob  # what log r moves with (see module docstring)
+    if x.requires_grad:
+        pg_losses = pg_losses + grad_log_ratio * (x - x.detach())  # value pg, gradient ∂pg/∂log r · ∂x
 
-    if rollout_is_weights is not None:
-        pg_losses = pg_losses * torch.where(mask, rollout_is_weights.to(pg_losses.dtype), zeros)
-    pg_losses = torch.where(mask, pg_losses, zeros)
-
-    stats = SSPOLossStats(
-        segments=segments,
-        token_log_ratio=(log_prob - old_log_prob).detach(),
-        ratio=ratio.detach(),
-        clipped_high=ppo_clipped & (advantages > 0),
-        clipped_low=ppo_clipped & (advantages < 0),
-        dual_clipped=dual_clipped,
-        scale=scale,
-    )
+    stats = SSPOLossStats(segments=segments, token_log_ratio=token_log_ratio.detach(),
+                          seg_log_ratio=seg_log_ratio.detach(), advantages=advantages, ppo_clipped=ppo_clipped,
+                          dual_clipped=dual_clipped, scale=scale)
     return pg_losses, stats
+
+
+def _as_float(flags: torch.Tensor) -> torch.Tensor:
+    """bool -> float32 0/1 (through uint8: the fast conversion path on CPU)."""
+    return flags.view(torch.uint8).to(torch.float32)
+
+
+_BIG = 1e30  # pushes unused segment ids out of min/max without where() on a bool mask
 
 
 def sspo_metrics(stats: SSPOLossStats) -> dict[str, torch.Tensor]:
     """Diagnostics of one micro-batch as 0-d tensors (convert with one ``.tolist()``: one device sync).
 
-    Weighting (spec §7): ``clipfrac_*``, ``pg_*``, ``ppo_kl``, ``ratio_*`` over valid tokens;
-    ``segment_clipfrac``, ``segment_len_*``, ``eps_scale_*`` over segments; ``seq_*``, ``segments_per_seq``
-    over responses with at least one valid token. A token counts as *clipped* when the clip zeroes its
-    gradient: PPO clip at either bound, or the dual clip. With no valid token, fractions and counts are 0
-    and ratio/scale statistics 1.
+    Weighting (spec §7): ``clipfrac_*``, ``pg_*``, ``ppo_kl`` over valid tokens; ``segment_clipfrac``,
+    ``segment_len_*``, ``ratio_*`` (the segment ratio exp(min(m, 10))), ``eps_scale_*`` over segments;
+    ``seq_*``, ``segments_per_seq`` over responses with at least one valid token. A token counts as
+    *clipped* when the clip zeroes its gradient: PPO clip at either bound, or the dual clip. With no valid
+    token, fractions and counts are 0 and ratio/scale statistics 1.
     """
     seg = stats.segments
     mask = seg.mask
     f32 = torch.float32
     n_tok = mask.sum().to(f32)
-    n_tok_safe = n_tok.clamp(min=1)
-    any_tok = n_tok > 0
+    n_tok_1 = n_tok.clamp(min=1)
 
-    high = stats.clipped_high.to(f32)
-    low = stats.clipped_low.to(f32)
-    dual = stats.dual_clipped.to(f32)
-    clipped = (stats.clipped_high | stats.clipped_low | stats.dual_clipped).to(f32)  # (B, T)
+    ppo = _as_float(stats.ppo_clipped)  # (B, T)
+    clipped = _as_float(stats.ppo_clipped | stats.dual_clipped)  # (B, T) zero-gradient tokens
+    n_ppo = ppo.sum()
+    # PPO clip needs A ≠ 0: at 1 + ε_high when A > 0, at 1 − ε_low when A < 0, so Σ ppo·sign(A) = n_high − n_low
+    n_high = (n_ppo + (ppo * torch.sign(stats.advantages).to(f32)).sum()) / 2
 
-    # segment-weighted: mean over segments of the fraction of the segment's tokens clipped
-    valid_seg = seg.valid  # (B·T,)
-    n_seg = valid_seg.sum().to(f32)
-    n_seg_safe = n_seg.clamp(min=1)
-    seg_clip = seg.mean(clipped)  # (B·T,)
-    segment_clipfrac = torch.where(valid_seg, seg_clip, torch.zeros_like(seg_clip)).sum() / n_seg_safe
+    valid = seg.counts.clamp(max=1)  # (B·T,) 1.0 for used segment ids
+    n_seg = valid.sum()
+    n_seg_1 = n_seg.clamp(min=1)
+    segment_clipfrac = (seg.sum(clipped) / seg.denominators).sum() / n_seg_1  # Σ_seg clipped share of tokens
 
-    # response-weighted
-    row_tokens = mask.sum(dim=1)  # (B,)
+    row_tokens = mask.sum(dim=1).to(f32)  # (B,)
     row_clipped = clipped.sum(dim=1)  # (B,)
     rows = row_tokens > 0
-    n_rows = rows.sum().to(f32).clamp(min=1)
-    seq_all = ((row_clipped == row_tokens.to(f32)) & rows).sum().to(f32) / n_rows
-    seq_none = ((row_clipped == 0) & rows).sum().to(f32) / n_rows
-    segments_per_seq = seg.num_segments.to(f32).sum() / n_rows
+    n_rows = rows.sum().clamp(min=1).to(f32)
 
+    unused = (1.0 - valid) * _BIG  # (B·T,)
+    m = stats.seg_log_ratio.to(f32)
     one = torch.ones((), dtype=f32, device=mask.device)
-    ratio = stats.ratio.to(f32)
-    ratio_min = torch.where(mask, ratio, torch.full_like(ratio, float("inf"))).amin()
-    ratio_max = torch.where(mask, ratio, torch.full_like(ratio, float("-inf"))).amax()
+    any_tok = n_tok > 0
     if stats.scale is not None:
         g = stats.scale.to(f32)
-        eps_scale_mean = torch.where(valid_seg, g, torch.zeros_like(g)).sum() / n_seg_safe
-        eps_scale_min = torch.where(valid_seg, g, torch.full_like(g, float("inf"))).amin()
-        eps_scale_max = torch.where(valid_seg, g, torch.full_like(g, float("-inf"))).amax()
+        eps_scale = ((g * valid).sum() / n_seg_1, (g + unused).amin(), (g - unused).amax())
     else:
-        eps_scale_mean = eps_scale_min = eps_scale_max = one
+        eps_scale = (one, one, one)
 
-    metrics = {
-        "pg_clipfrac": (high + low).sum() / n_tok_safe,
-        "pg_clipfrac_lower": dual.sum() / n_tok_safe,
-        "ppo_kl": -stats.token_log_ratio.to(f32).sum() / n_tok_safe,
-        "clipfrac_high": high.sum() / n_tok_safe,
-        "clipfrac_low": low.sum() / n_tok_safe,
+    return {
+        "pg_clipfrac": n_ppo / n_tok_1,
+        "pg_clipfrac_lower": stats.dual_clipped.sum().to(f32) / n_tok_1,
+        "ppo_kl": -stats.token_log_ratio.sum().to(f32) / n_tok_1,
+        "clipfrac_high": n_high / n_tok_1,
+        "clipfrac_low": (n_ppo - n_high) / n_tok_1,
         "segment_clipfrac": segment_clipfrac,
-        "seq_all_clipped_frac": seq_all,
-        "seq_none_clipped_frac": seq_none,
-        "segments_per_seq": segments_per_seq,
-        "segment_len_mean": n_tok / n_seg_safe,
-        "segment_len_max": seg.counts.amax().to(f32),
-        "ratio_min": torch.where(any_tok, ratio_min, one),
-        "ratio_max": torch.where(any_tok, ratio_max, one),
-        "eps_scale_mean": torch.where(any_tok, eps_scale_mean, one),
-        "eps_scale_min": torch.where(any_tok, eps_scale_min, one),
-        "eps_scale_max": torch.where(any_tok, eps_scale_max, one),
+        "seq_all_clipped_frac": ((row_clipped == row_tokens) & rows).sum() / n_rows,
+        "seq_none_clipped_frac": ((row_clipped == 0) & rows).sum() / n_rows,
+        "segments_per_seq": n_seg / n_rows,  # Σ_rows segments = all segments
+        "segment_len_mean": n_tok / n_seg_1,
+        "segment_len_max": seg.counts.amax(),
+        "ratio_min": torch.where(any_tok, torch.exp((m + unused).amin().clamp(max=LOG_RATIO_MAX)), one),
+        "ratio_max": torch.where(any_tok, torch.exp((m - unused).amax().clamp(max=LOG_RATIO_MAX)), one),
+        "eps_scale_mean": torch.where(any_tok, eps_scale[0], one),
+        "eps_scale_min": torch.where(any_tok, eps_scale[1], one),
+        "eps_scale_max": torch.where(any_tok, eps_scale[2], one),
     }
-    return metrics

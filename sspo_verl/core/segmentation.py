@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 
 GRANULARITIES = ("subsentence", "sentence", "sequence", "token")
 # Default delimiter set (spec §3): ", . ; : ! ?" and full-width "， 。 ； ： ！ ？ 、".
@@ -33,37 +34,45 @@ SENTENCE_DELIMITERS = ".!?。！？"
 _GUARDED_POINTS = (".", ",")
 
 
+# Bits of a token's code in the lookup table (one gather fetches all four flags).
+ENDS_CLAUSE, IS_POINT, ENDS_DIGIT, STARTS_DIGIT = 0, 1, 2, 3
+
+
+def _bit(codes: torch.Tensor, bit: int) -> torch.Tensor:
+    """Flag ``bit`` of uint8 codes as a bool tensor (a 0/1 uint8 tensor viewed as bool, no copy)."""
+    return ((codes >> bit) & 1).view(torch.bool)
+
+
 @dataclass(frozen=True)
 class BoundaryTable:
-    """Per-vocabulary boolean lookups, built once per (tokenizer, delimiter set).
+    """Per-vocabulary flags, built once per (tokenizer, delimiter set), packed one uint8 code per token.
 
-    Shape: every field is (V,), V = number of decodable ids. Ids >= V (a model vocabulary padded beyond the
-    tokenizer's, as Qwen checkpoints are) read as False everywhere.
-
-    Attributes:
-        ends_clause: the piece ends a clause (never True for special tokens).
-        is_point: the stripped piece is exactly ``.`` or ``,`` (numeric-guard candidates).
-        ends_digit: the piece ends with a decimal digit.
-        starts_digit: the piece starts with a decimal digit.
+    Shape: ``codes`` is (V + 1,) uint8, V = number of decodable ids; bits ``ENDS_CLAUSE`` (the piece ends a
+    clause; never for special tokens), ``IS_POINT`` (the stripped piece is exactly ``.`` or ``,``: a
+    numeric-guard candidate), ``ENDS_DIGIT``, ``STARTS_DIGIT``. The extra last entry is 0: ids outside
+    ``[0, V)`` (a model vocabulary padded beyond the tokenizer's, as Qwen checkpoints are) read it.
     """
 
-    ends_clause: torch.Tensor
-    is_point: torch.Tensor
-    ends_digit: torch.Tensor
-    starts_digit: torch.Tensor
+    codes: torch.Tensor
 
     @property
     def vocab_size(self) -> int:
-        return self.ends_clause.shape[0]
+        return self.codes.shape[0] - 1
+
+    @property
+    def ends_clause(self) -> torch.Tensor:
+        return _bit(self.codes, ENDS_CLAUSE)
+
+    @property
+    def is_point(self) -> torch.Tensor:
+        return _bit(self.codes, IS_POINT)
 
     def to(self, device) -> "BoundaryTable":
-        return BoundaryTable(*(t.to(device) for t in (self.ends_clause, self.is_point, self.ends_digit,
-                                                        self.starts_digit)))
+        return BoundaryTable(self.codes.to(device))
 
-    def lookup(self, field: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
-        """``field[token_ids]``, False for ids outside ``[0, V)``. Shape: (B, T) -> (B, T) bool."""
-        in_range = (token_ids >= 0) & (token_ids < field.shape[0])
-        return field[token_ids.clamp(0, field.shape[0] - 1)] & in_range
+    def lookup(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Codes of the tokens; ids outside ``[0, V)`` get 0. Shape: (B, T) -> (B, T) uint8."""
+        return self.codes.take(token_ids.long().clamp(0, self.vocab_size))
 
 
 def delimiters_for(granularity: str, delimiters: str = DEFAULT_DELIMITERS) -> str:
@@ -87,23 +96,19 @@ def build_boundary_table(
         special_ids: ids that are never boundaries (EOS, pad, chat markers).
     """
     delim = set(delimiters)
-    ends, point, end_digit, start_digit = [], [], [], []
-    for piece in pieces:
+    special = set(special_ids)
+    codes = []
+    for v, piece in enumerate(pieces):
         tail = piece.rstrip(" \t")
-        ends.append(bool(tail) and tail[-1] in delim or "\n" in piece)
-        point.append(piece.strip() in _GUARDED_POINTS)
-        end_digit.append(bool(piece) and piece[-1].isdecimal())
-        start_digit.append(bool(piece) and piece[0].isdecimal())
-    ends_clause = torch.tensor(ends, dtype=torch.bool)
-    special = [i for i in special_ids if 0 <= i < len(pieces)]
-    if special:
-        ends_clause[torch.tensor(special, dtype=torch.long)] = False
-    return BoundaryTable(
-        ends_clause=ends_clause,
-        is_point=torch.tensor(point, dtype=torch.bool),
-        ends_digit=torch.tensor(end_digit, dtype=torch.bool),
-        starts_digit=torch.tensor(start_digit, dtype=torch.bool),
-    )
+        ends = (bool(tail) and tail[-1] in delim or "\n" in piece) and v not in special
+        codes.append(
+            ends << ENDS_CLAUSE
+            | (piece.strip() in _GUARDED_POINTS) << IS_POINT
+            | (bool(piece) and piece[-1].isdecimal()) << ENDS_DIGIT
+            | (bool(piece) and piece[0].isdecimal()) << STARTS_DIGIT
+        )
+    codes.append(0)  # out-of-vocabulary entry
+    return BoundaryTable(torch.tensor(codes, dtype=torch.uint8))
 
 
 def tokenizer_pieces(tokenizer) -> tuple[list[str], list[int]]:
@@ -132,43 +137,50 @@ def build_boundary_table_from_tokenizer(tokenizer, delimiters: str = DEFAULT_DEL
 class Segments:
     """Segment structure of a micro-batch and per-segment pooling.
 
-    Segment (i, k) has flat id ``i·T + k`` (k < T, so ids are unique); masked tokens go to a spill bin ``B·T``
-    that is dropped. All per-segment tensors have shape (B·T,): entries of unused ids are 0.
+    Segment (i, k) has flat id ``i·T + k`` (k < T, so ids are unique). A masked token carries the id of the
+    segment it sits in but never counts: pooled values must be 0 at masked tokens (callers sanitise them),
+    and ``counts`` only counts valid tokens. Per-segment tensors have shape (B·T,), 0 at unused ids.
 
     Attributes:
-        index: (B, T) long, local segment index k(i, t), −1 at masked tokens.
-        flat: (B, T) long, flat segment id, ``B·T`` (spill) at masked tokens.
+        flat: (B, T) long flat segment id of every position.
         mask: (B, T) bool response mask.
-        counts: (B·T,) tokens per segment.
-        num_segments: (B,) segments per response (0 for an all-masked row).
+        counts: (B·T,) float32, valid tokens per segment (exact integers).
+        denominators: (B·T,) ``counts`` clamped at 1, the divisor of :meth:`mean`.
     """
 
-    index: torch.Tensor
     flat: torch.Tensor
     mask: torch.Tensor
     counts: torch.Tensor
-    num_segments: torch.Tensor
+    denominators: torch.Tensor
+
+    @property
+    def index(self) -> torch.Tensor:
+        """(B, T) long local segment index k(i, t), −1 at masked tokens (spec §3)."""
+        B, T = self.mask.shape
+        rows = torch.arange(B, device=self.flat.device).unsqueeze(1) * T
+        return torch.where(self.mask, self.flat - rows, -1)
 
     @property
     def valid(self) -> torch.Tensor:
         """(B·T,) bool: the segment id is used."""
         return self.counts > 0
 
+    @property
+    def num_segments(self) -> torch.Tensor:
+        """(B,) segments per response (0 for an all-masked row)."""
+        return self.valid.view(self.mask.shape).sum(dim=1)
+
     def sum(self, values: torch.Tensor) -> torch.Tensor:
-        """Per-segment sums of a (B, T) tensor; masked entries must already be finite (0 is safe). (B·T,)."""
-        B, T = values.shape
-        out = values.new_zeros(B * T + 1)
-        out = out.scatter_add(0, self.flat.reshape(-1), values.reshape(-1))  # differentiable in values
-        return out[:-1]
+        """Per-segment sums of a (B, T) tensor that is 0 at masked tokens. (B·T,), differentiable."""
+        return values.new_zeros(values.numel()).scatter_add(0, self.flat.view(-1), values.reshape(-1))
 
     def mean(self, values: torch.Tensor) -> torch.Tensor:
-        """Per-segment means of a (B, T) tensor, 0 for unused ids. (B·T,)."""
-        return self.sum(values) / self.counts.clamp(min=1).to(values.dtype)
+        """Per-segment means of a (B, T) tensor that is 0 at masked tokens, 0 for unused ids. (B·T,)."""
+        return self.sum(values) / self.denominators
 
     def broadcast(self, per_segment: torch.Tensor) -> torch.Tensor:
-        """Give every token its segment's value; 0 at masked tokens. (B·T,) -> (B, T)."""
-        padded = torch.cat([per_segment, per_segment.new_zeros(1)])
-        return padded[self.flat]
+        """Give every position its segment's value (masked positions too). (B·T,) -> (B, T)."""
+        return per_segment.gather(0, self.flat.view(-1)).view(self.mask.shape)
 
 
 def segment_responses(
@@ -202,26 +214,26 @@ def segment_responses(
     if granularity == "token":
         boundary = mask  # every valid token closes its own segment
     elif granularity == "sequence":
-        boundary = torch.zeros_like(mask)  # one segment per response
+        boundary = None  # one segment per response
     else:
         if table is None:
             raise ValueError(f"granularity {granularity!r} needs a BoundaryTable built from the tokenizer")
-        ids = token_ids.long()
-        boundary = table.lookup(table.ends_clause, ids) & mask  # (B, T)
+        codes = table.lookup(token_ids)  # (B, T) uint8
+        boundary = _bit(codes, ENDS_CLAUSE) & mask  # (B, T)
         if numeric_guard:
-            point = table.lookup(table.is_point, ids)  # (B, T)
-            prev_digit = table.lookup(table.ends_digit, ids) & mask  # (B, T) digit-ending token at t
-            next_digit = table.lookup(table.starts_digit, ids) & mask  # (B, T) digit-starting token at t
-            prev_digit = torch.nn.functional.pad(prev_digit[:, :-1], (1, 0), value=False)  # at t: token t-1
-            next_digit = torch.nn.functional.pad(next_digit[:, 1:], (0, 1), value=False)  # at t: token t+1
-            boundary = boundary & ~(point & prev_digit & next_digit)
+            digit_end = _bit(codes, ENDS_DIGIT) & mask  # (B, T)
+            digit_start = _bit(codes, STARTS_DIGIT) & mask  # (B, T)
+            digit_before = F.pad(digit_end[:, :-1], (1, 0))  # at t: token t-1 ends with a digit
+            digit_after = F.pad(digit_start[:, 1:], (0, 1))  # at t: token t+1 starts with a digit
+            boundary = boundary & ~(_bit(codes, IS_POINT) & digit_before & digit_after)
 
-    b = boundary.long()
-    index = torch.cumsum(b, dim=1) - b  # (B, T) boundaries strictly before t
-    index = torch.where(mask, index, torch.full_like(index, -1))
     rows = torch.arange(B, device=mask.device).unsqueeze(1) * T  # (B, 1)
-    flat = torch.where(mask, rows + index, torch.full_like(index, B * T))  # (B, T)
-    counts = torch.zeros(B * T + 1, dtype=torch.long, device=mask.device)
-    counts = counts.scatter_add(0, flat.reshape(-1), torch.ones_like(flat).reshape(-1))[:-1]  # (B·T,)
-    num_segments = index.amax(dim=1) + 1  # (B,), 0 for all-masked rows (amax = -1)
-    return Segments(index=index, flat=flat, mask=mask, counts=counts, num_segments=num_segments)
+    if boundary is None:
+        flat = rows.expand(B, T).contiguous()  # (B, T)
+    else:
+        before = F.pad(boundary[:, :-1], (1, 0)).view(torch.uint8)  # (B, T) boundary at t-1
+        flat = rows + torch.cumsum(before, dim=1, dtype=torch.long)  # (B, T) boundaries strictly before t
+    counts = torch.zeros(B * T, dtype=torch.float32, device=mask.device).scatter_add(
+        0, flat.reshape(-1), mask.reshape(-1).view(torch.uint8).to(torch.float32)  # (uint8 hop: fast path)
+    )  # (B·T,)
+    return Segments(flat=flat, mask=mask, counts=counts, denominators=counts.clamp(min=1))

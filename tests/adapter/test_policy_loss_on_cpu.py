@@ -149,7 +149,7 @@ def test_invariant_to_micro_batch_split_and_data_parallel_size(vocab, agg, granu
                                     response_mask=sub["mask"], loss_agg_mode=agg, config=cfg_r,
                                     response_ids=sub["ids"], entropy=None)
                 (loss / dp).backward()
-                total += float(loss) / dp
+                total += float(loss.detach()) / dp
         assert math.isclose(total, float(full_loss), rel_tol=1e-10, abs_tol=1e-12), (dp, micro)
         torch.testing.assert_close(lp.grad, full_grad, rtol=1e-10, atol=1e-12)
 

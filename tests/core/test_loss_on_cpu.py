@@ -249,3 +249,17 @@ def test_entropy_scaled_lower_bound_is_capped_at_0_99():
     mat, stats = sspo_loss_matrix(lp, old, adv, _segments(ids, mask), SSPOParams(clip_ratio_low=0.6), entropy=ent)
     torch.testing.assert_close(mat[0, :2], torch.tensor([0.01, 0.01], dtype=torch.float64))
     assert _metrics(stats)["clipfrac_low"] == 0.5
+
+
+@pytest.mark.parametrize("ratio_grad", ["token", "segment"])
+def test_log_ratio_clamp_at_10_stops_the_gradient(ratio_grad):
+    # ℓ = 12 on every token: m = 12 > 10, r = e^10; A = −1, no dual clip: pg1 = e^10 > pg2 = 0.8, the
+    # unclipped branch is selected, but log r = min(m, 10) is flat in θ there: value e^10, gradient 0
+    params = SSPOParams(entropy_clip=False, clip_ratio_c=None, ratio_grad=ratio_grad)
+    mat, grad, m = _run([12.0, 12.0, 12.0], adv=-1.0, params=params)
+    torch.testing.assert_close(mat, torch.full((1, 3), math.exp(10.0), dtype=torch.float64))
+    assert torch.count_nonzero(grad) == 0 and m["pg_clipfrac"] == 0
+    # just below the clamp the gradient flows: token form ∂(−A·r)/∂log π_t = r = e^9.9; segment form gives
+    # every token 1/3 of the three tokens' r: also e^9.9
+    mat, grad, _ = _run([9.9, 9.9, 9.9], adv=-1.0, params=params)
+    torch.testing.assert_close(grad, torch.full((1, 3), math.exp(9.9), dtype=torch.float64))

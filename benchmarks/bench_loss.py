@@ -1,0 +1,214 @@
+"""SSPO loss forward+backward time and peak memory against verl's own ``vanilla`` and ``gspo``, same tensors.
+
+Not a test: prints ratios measured in one run (machines are shared and noisy; the ratios are what to read).
+
+    python benchmarks/bench_loss.py                    # B=64, T in (2048, 8192), on CUDA if present else CPU
+    python benchmarks/bench_loss.py --T 2048 --repeats 20 --device cpu
+
+Each loss is called the way verl calls it (registry function, keyword arguments, ``ActorConfig``), SSPO with
+the response ids and entropy its micro-batch context would supply, metrics included (every loss returns
+its metrics as floats). Timing: median of ``--repeats`` interleaved rounds (vanilla, gspo, sspo, ... in
+turn, so load drift hits all alike) after warm-up; wall time on CUDA, process CPU time on CPU.
+Peak memory: on CUDA ``max_memory_allocated`` above the inputs; on CPU the resident high-water mark of a
+fresh subprocess per (loss, T) above its resident size before the step (glibc told to mmap every block of
+64 KiB or more, so freed tensors leave RSS at once; page granularity, small blocks are not resolved).
+Segmentation's own cost (table lookup + segment ids, the table already built) is timed separately, and the
+one-off table build from a 151,665-piece vocabulary (Qwen2.5's size) is reported once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+LOSSES = ("vanilla", "gspo", "sspo", "sspo_noent")
+
+
+def make_inputs(B: int, T: int, vocab_size: int, delimiter_ids: torch.Tensor, device: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(T // 4, T + 1, (B,), generator=g)
+    mask = torch.arange(T)[None] < lengths[:, None]
+    ids = torch.randint(0, vocab_size, (B, T), generator=g)
+    punct = torch.rand(B, T, generator=g) < 1 / 12  # ~ one clause delimiter per 12 tokens
+    ids = torch.where(punct, delimiter_ids[torch.randint(0, len(delimiter_ids), (B, T), generator=g)], ids)
+    lp = -torch.rand(B, T, generator=g) * 3
+    old = lp + 0.1 * torch.randn(B, T, generator=g)
+    adv = torch.randn(B, 1, generator=g).expand(B, T).contiguous()
+    ent = torch.rand(B, T, generator=g) * 3
+    to = lambda x: x.to(device)  # noqa: E731
+    return dict(ids=to(ids), mask=to(mask), lp=to(lp), old=to(old), adv=to(adv), ent=to(ent))
+
+
+def build_configs(tokenizer_path: str):
+    from verl.workers.config import ActorConfig, PolicyLossConfig
+
+    from sspo_verl import SSPOPolicyLossConfig
+
+    common = dict(strategy="fsdp", rollout_n=1, ppo_micro_batch_size_per_gpu=1, clip_ratio_low=0.2,
+                  clip_ratio_high=0.28, loss_agg_mode="seq-mean-token-mean")
+    return {
+        "vanilla": ActorConfig(policy_loss=PolicyLossConfig(loss_mode="vanilla"), **common),
+        "gspo": ActorConfig(policy_loss=PolicyLossConfig(loss_mode="gspo"), **common),
+        "sspo": ActorConfig(policy_loss=SSPOPolicyLossConfig(tokenizer_path=tokenizer_path), **common),
+        "sspo_noent": ActorConfig(policy_loss=SSPOPolicyLossConfig(tokenizer_path=tokenizer_path, entropy_clip=False),
+                                  **common),
+    }
+
+
+def step_fn(name: str, config, x):
+    from verl.trainer.ppo.core_algos import get_policy_loss_fn
+
+    fn = get_policy_loss_fn("sspo" if name.startswith("sspo") else name)
+    extra = dict(response_ids=x["ids"], entropy=x["ent"]) if name.startswith("sspo") else {}
+
+    def step():
+        lp = x["lp"].detach().requires_grad_(True)
+        loss, metrics = fn(old_log_prob=x["old"], log_prob=lp, advantages=x["adv"], response_mask=x["mask"],
+                           loss_agg_mode=config.loss_agg_mode, config=config, rollout_is_weights=None, **extra)
+        loss.backward()
+        return metrics
+
+    return step
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_interleaved(steps: dict, device: str, repeats: int, warmup: int = 3, inner: int = 5) -> dict:
+    """Median over ``repeats`` interleaved rounds of the mean of ``inner`` calls.
+
+    CUDA: wall time between synchronisations. CPU: this process's CPU time (``time.process_time``), which
+    other jobs on a shared machine perturb far less than wall time.
+    """
+    clock = time.perf_counter if device.startswith("cuda") else time.process_time
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {k: [] for k in steps}
+    for _ in range(repeats):
+        for k, step in steps.items():
+            sync(device)
+            t0 = clock()
+            for _ in range(inner):
+                step()
+            sync(device)
+            times[k].append((clock() - t0) / inner)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def tiny_tokenizer(tmp: str):
+    from sspo_verl.demo.tiny_model import build_tokenizer
+
+    tok = build_tokenizer(tmp)
+    delims = [i for i in range(len(tok)) if tok.decode([i]).strip() in {",", ".", ";", ":", "!", "?", "，", "。"}]
+    return tok, torch.tensor(delims)
+
+
+def peak_memory_child(args) -> None:
+    """Run one (loss, T) in this fresh process and print its peak memory growth above the inputs (bytes)."""
+    tok, delims = tiny_tokenizer(args.tokenizer_dir)
+    x = make_inputs(args.B, args.child_T, len(tok), delims, args.device)
+    step = step_fn(args.child_loss, build_configs(args.tokenizer_dir)[args.child_loss], x)
+    if args.child_loss.startswith("sspo"):
+        from sspo_verl.adapter.policy_loss import boundary_table
+
+        boundary_table(args.tokenizer_dir, ",.;:!?，。；：！？、", str(torch.device(args.device)))  # cached table
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        print(json.dumps({"peak": torch.cuda.max_memory_allocated() - base}))
+        return
+    # CPU: every block >= 64 KiB is mmap'd and returned on free (MALLOC_MMAP_THRESHOLD_, set by the parent),
+    # so resident memory follows live tensors; warm up once, reset the high-water mark, measure one step.
+    step()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS
+    base = _status_kib("VmRSS")
+    step()
+    print(json.dumps({"peak": max(0, _status_kib("VmHWM") - base) * 1024}))
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def peak_memory(loss: str, T: int, args) -> int:
+    cmd = [sys.executable, __file__, "--child-loss", loss, "--child-T", str(T), "--B", str(args.B), "--device",
+           args.device, "--tokenizer-dir", args.tokenizer_dir]
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--B", type=int, default=64)
+    parser.add_argument("--T", type=int, nargs="+", default=[2048, 8192])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument("--tokenizer-dir", default=None)
+    parser.add_argument("--child-loss", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-T", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child_loss:
+        return peak_memory_child(args)
+
+    from sspo_verl.core.segmentation import build_boundary_table, segment_responses
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args.tokenizer_dir = args.tokenizer_dir or tmp
+        tok, delims = tiny_tokenizer(args.tokenizer_dir)
+        configs = build_configs(args.tokenizer_dir)
+        from sspo_verl.adapter.policy_loss import boundary_table
+
+        table = boundary_table(args.tokenizer_dir, ",.;:!?，。；：！？、", str(torch.device(args.device)))
+
+        pieces = [f"w{i}" if i % 13 else f"w{i}," for i in range(151_665)]
+        t0 = time.perf_counter()
+        build_boundary_table(pieces, special_ids=range(151_643, 151_665))
+        build_s = time.perf_counter() - t0
+
+        print(f"# bench_loss  device={args.device}  torch={torch.__version__}  threads={torch.get_num_threads()}  "
+              f"cpu={platform.processor() or platform.machine()}  cores={os.cpu_count()}  B={args.B}  "
+              f"repeats={args.repeats} (median, interleaved, {'wall' if args.device.startswith('cuda') else 'process CPU'} time)")
+        print(f"# boundary-table build from 151,665 pieces (one-off per tokenizer): {build_s * 1e3:.0f} ms")
+        print("| T | loss | fwd+bwd ms | × vanilla | peak extra MiB | × vanilla |")
+        print("|---|---|---|---|---|---|")
+        for T in args.T:
+            x = make_inputs(args.B, T, len(tok), delims, args.device)
+            steps = {k: step_fn(k, configs[k], x) for k in LOSSES}
+            steps["segmentation"] = lambda x=x: segment_responses(x["ids"], x["mask"], "subsentence", table)
+            times = time_interleaved(steps, args.device, args.repeats)
+            mems = {k: peak_memory(k, T, args) for k in LOSSES}
+            for k in LOSSES:
+                print(f"| {T} | {k} | {times[k] * 1e3:.2f} | {times[k] / times['vanilla']:.2f} | "
+                      f"{mems[k] / 2**20:.1f} | {mems[k] / max(mems['vanilla'], 1):.2f} |")
+            print(f"| {T} | segmentation only | {times['segmentation'] * 1e3:.2f} | "
+                  f"{times['segmentation'] / times['vanilla']:.2f} | | |")
+
+
+if __name__ == "__main__":
+    main()
