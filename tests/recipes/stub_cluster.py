@@ -9,7 +9,6 @@ set to the node it was sent to, so the records say where each command ran.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -143,6 +142,3 @@ class StubCluster:
         while any(self.pid_alive(p) for p in pids.values()) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert not [n for n, p in pids.items() if self.pid_alive(p)], "Ray stand-ins still running after exit"
-
-    def signal(self, proc: subprocess.Popen, sig: signal.Signals) -> None:
-        proc.send_signal(sig)
