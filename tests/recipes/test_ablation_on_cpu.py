@@ -55,10 +55,12 @@ def test_algorithm_x_seed_x_knob_is_one_array_with_one_run_dir_each(tmp_path):
     assert "job array 4242" in log and log.count("ablation-") >= 12
 
 
-def test_array_task_runs_its_manifest_row(tmp_path):
-    """train.sbatch as array task 3 of the sweep: run name, directory, algorithm, seed and knob from row 3."""
-    cluster = StubCluster(tmp_path, 2)
-    assert _submit(cluster, ALGOS="grpo sspo", SEEDS="1 2", GRID="+x.lr=1e-6,2e-6").returncode == 0
+@pytest.mark.parametrize("nnodes", [1, 2, 4])
+def test_array_task_runs_its_manifest_row(tmp_path, nnodes):
+    """train.sbatch as array task 5 of the sweep: run name, directory, algorithm, seed and knob from row 5."""
+    cluster = StubCluster(tmp_path, nnodes)
+    assert _submit(cluster, ALGOS="grpo sspo", SEEDS="1 2", GRID="+x.lr=1e-6,2e-6", NODES=str(nnodes)).returncode == 0
+    assert f"--nodes={nnodes}" in cluster.calls("sbatch")[0].args
     row = _manifest(cluster)[5]  # sspo, seed 1, lr 2e-6
     assert (row["algo"], row["seed"], row["overrides"]) == ("sspo", "1", "+x.lr=2e-6")
 
@@ -68,6 +70,8 @@ def test_array_task_runs_its_manifest_row(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     (train,) = cluster.calls("sspo-train")
+    assert train.opt("trainer.nnodes") == str(nnodes)
+    assert len([c for c in cluster.calls("ray") if c.args[:1] == ("start",)]) == nnodes
     assert train.opt("algorithm") == "sspo"  # the manifest wins over the environment
     assert train.opt("seed") == "1"
     assert train.opt("trainer.experiment_name") == row["run_name"]
