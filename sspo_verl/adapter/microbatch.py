@@ -5,8 +5,10 @@ SSPO segments on the response token ids and scales its clip bounds by the token 
 arguments of ``verl.workers.utils.losses.ppo_loss(config, model_output, data, dp_group)``, the function verl's
 engine workers call for every micro-batch. :func:`install` wraps that function so that, while it runs, a
 ``ContextVar`` holds a :class:`MicroBatch` view of ``data`` and ``model_output``; the SSPO loss reads it with
-:func:`current_microbatch`. Nothing else about ``ppo_loss`` changes; min/max SSPO metrics are tagged with
-verl's MIN/MAX aggregation so they reduce correctly over micro-batches and ranks.
+:func:`current_microbatch`. It also wraps the registry lookup ``ppo_loss`` uses (``get_policy_loss_fn``, the
+name bound in ``verl.workers.utils.losses`` only) so that every policy loss's metrics gain the granularity
+diagnostics of :mod:`sspo_verl.adapter.diagnostics`. Nothing else about ``ppo_loss`` changes; min/max SSPO
+metrics are tagged with verl's MIN/MAX aggregation so they reduce correctly over micro-batches and ranks.
 
 Patch discipline (STYLE.md §3): one place; idempotent (the wrapper carries ``__sspo_verl_wrapped__``); logs
 once; fails loudly if verl moved the target; installed from the ``verl.plugins`` entry point, i.e. during
@@ -27,11 +29,14 @@ from typing import Any, Optional
 
 import torch
 
+from sspo_verl.adapter import diagnostics
+
 logger = logging.getLogger(__name__)
 
 TARGET_MODULE = "verl.workers.utils.losses"
 TARGET_NAME = "ppo_loss"
 TARGET_PARAMS = ("config", "model_output", "data", "dp_group")
+LOOKUP_NAME = "get_policy_loss_fn"  # ppo_loss's registry lookup, wrapped to add the granularity diagnostics
 # Modules that do `from verl.workers.utils.losses import ppo_loss` and must see the wrapper.
 IMPORTERS = ("verl.workers.engine_workers", "verl.trainer.distillation.losses")
 MARK = "__sspo_verl_wrapped__"
@@ -60,6 +65,16 @@ class MicroBatch:
     def __init__(self, data, model_output):
         self.data = data
         self.model_output = model_output
+        self._segments = {}
+
+    def segments(self, key, build):
+        """Segments of this micro-batch for ``key`` (granularity and its options), built once by ``build()``.
+
+        The SSPO loss and the diagnostics share them instead of segmenting twice.
+        """
+        if key not in self._segments:
+            self._segments[key] = build()
+        return self._segments[key]
 
     def response_ids(self, response_length: int) -> torch.Tensor:
         """Response token ids. Shape: (B, response_length), 0 beyond each response."""
@@ -127,6 +142,32 @@ def _wrap(original):
     return ppo_loss
 
 
+def _with_diagnostics(policy_loss_fn):
+    """Wrap a policy loss so the granularity diagnostics join its metrics (see adapter.diagnostics)."""
+    if hasattr(policy_loss_fn, MARK):
+        return policy_loss_fn
+
+    @functools.wraps(policy_loss_fn)
+    def policy_loss(*args, **kwargs):
+        loss, metrics = policy_loss_fn(*args, **kwargs)
+        microbatch = _CURRENT.get()
+        if microbatch is not None and not args and diagnostics.enabled():
+            metrics = {**metrics, **diagnostics.diagnostics(microbatch, **kwargs)}
+        return loss, metrics
+
+    setattr(policy_loss, MARK, policy_loss_fn)
+    return policy_loss
+
+
+def _wrap_lookup(original_lookup):
+    @functools.wraps(original_lookup)
+    def get_policy_loss_fn(name):
+        return _with_diagnostics(original_lookup(name))
+
+    setattr(get_policy_loss_fn, MARK, original_lookup)
+    return get_policy_loss_fn
+
+
 def _target_module():
     try:
         module = importlib.import_module(TARGET_MODULE)
@@ -156,6 +197,8 @@ def is_installed() -> bool:
     module = sys.modules.get(TARGET_MODULE)
     if module is None or not hasattr(getattr(module, TARGET_NAME, None), MARK):
         return False
+    if not hasattr(getattr(module, LOOKUP_NAME, None), MARK):
+        return False
     for name in IMPORTERS:
         importer = sys.modules.get(name)
         if importer is not None and not hasattr(getattr(importer, TARGET_NAME, None), MARK):
@@ -172,6 +215,12 @@ def install() -> bool:
     else:
         wrapper = _wrap(fn)
         setattr(module, TARGET_NAME, wrapper)
+        changed = True
+    lookup = getattr(module, LOOKUP_NAME, None)
+    if lookup is None:
+        raise RuntimeError(f"sspo-verl expected {TARGET_MODULE}.{LOOKUP_NAME} (verl 0.9.1); it is gone in this verl")
+    if not hasattr(lookup, MARK):
+        setattr(module, LOOKUP_NAME, _wrap_lookup(lookup))
         changed = True
     for name in IMPORTERS:
         importer = sys.modules.get(name)
@@ -196,6 +245,9 @@ def uninstall() -> None:
     if original is None:
         return
     setattr(module, TARGET_NAME, original)
+    lookup = getattr(module, LOOKUP_NAME, None)
+    if hasattr(lookup, MARK):
+        setattr(module, LOOKUP_NAME, getattr(lookup, MARK))
     for name in IMPORTERS:
         importer = sys.modules.get(name)
         if importer is not None and hasattr(getattr(importer, TARGET_NAME, None), MARK):

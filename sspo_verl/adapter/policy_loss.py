@@ -20,7 +20,12 @@ from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 from sspo_verl.adapter.config import SSPOPolicyLossConfig
 from sspo_verl.adapter.microbatch import current_microbatch
 from sspo_verl.core.loss import SSPOParams, sspo_loss_matrix, sspo_metrics
-from sspo_verl.core.segmentation import BoundaryTable, build_boundary_table_from_tokenizer, delimiters_for, segment_responses
+from sspo_verl.core.segmentation import (
+    BoundaryTable,
+    build_boundary_table_from_tokenizer,
+    delimiters_for,
+    segment_responses,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +136,7 @@ def compute_policy_loss_sspo(
     params = sspo_params(config)
     B, T = response_mask.shape
     microbatch = current_microbatch()
+    explicit_ids = response_ids
     if response_ids is None:
         if microbatch is None:
             raise RuntimeError(
@@ -154,9 +160,18 @@ def compute_policy_loss_sspo(
     device = log_prob.device
     table = None
     if pl.granularity in ("subsentence", "sentence"):
-        table = boundary_table(resolve_tokenizer_path(config), delimiters_for(pl.granularity, pl.delimiters), str(device))
-    segments = segment_responses(response_ids.to(device), response_mask.to(device), pl.granularity, table,
+        delimiters = delimiters_for(pl.granularity, pl.delimiters)
+        table = boundary_table(resolve_tokenizer_path(config), delimiters, str(device))
+
+    def build():
+        return segment_responses(response_ids.to(device), response_mask.to(device), pl.granularity, table,
                                  pl.numeric_guard)
+
+    if microbatch is not None and explicit_ids is None:  # shared with the diagnostics of this micro-batch
+        key = (pl.granularity, pl.delimiters, pl.numeric_guard) if table is not None else (pl.granularity,)
+        segments = microbatch.segments(key, build)
+    else:
+        segments = build()
     pg_losses, stats = sspo_loss_matrix(log_prob, old_log_prob, advantages, segments, params, entropy=entropy,
                                         rollout_is_weights=rollout_is_weights)
     pg_loss = agg_loss(loss_mat=pg_losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode,

@@ -147,3 +147,60 @@ def test_entropy_clipping_without_entropy_from_verl_fails_with_the_fix(tiny_mode
                          policy_loss=SSPOPolicyLossConfig(tokenizer_path=tiny_model_dir))
     with pytest.raises(ValueError, match="calculate_entropy=true"):
         losses.ppo_loss(config, {"log_probs": out["log_probs"]}, td)
+
+
+def _prepared_microbatch(tiny_model_dir, seed=0):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from verl.workers.utils.padding import no_padding_2_padding
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, torch_dtype=torch.float32)
+    td = left_right_2_no_padding(build_microbatch(tok, [1.0, -1.0, 1.0, -1.0]))
+    out = nested_log_probs(model, td, with_grad=False)
+    lp = no_padding_2_padding(out["log_probs"], td)
+    # an off-policy old policy so that clipping happens at every granularity
+    td["old_log_probs"] = lp + 0.4 * torch.randn(lp.shape, generator=torch.Generator().manual_seed(seed))
+    tu.assign_non_tensor(td, dp_size=1, batch_num_tokens=int(td["response_mask"].sum()), global_batch_size=4)
+    return model, td
+
+
+@pytest.mark.parametrize("loss_mode", ["vanilla", "gspo", "sspo"])
+def test_every_loss_mode_logs_the_same_granularity_diagnostics(tiny_model_dir, loss_mode, monkeypatch):
+    from verl.workers.config import PolicyLossConfig
+
+    import sspo_verl.adapter.diagnostics as diag_mod
+    import sspo_verl.adapter.policy_loss as pl_mod
+
+    model, td = _prepared_microbatch(tiny_model_dir)
+    policy_loss = (SSPOPolicyLossConfig(tokenizer_path=tiny_model_dir, entropy_clip=False) if loss_mode == "sspo"
+                   else PolicyLossConfig(loss_mode=loss_mode))
+    config = ActorConfig(strategy="fsdp2", rollout_n=1, ppo_micro_batch_size_per_gpu=4, clip_ratio_low=0.2,
+                         clip_ratio_high=0.28, loss_agg_mode="seq-mean-token-mean", policy_loss=policy_loss,
+                         model_config={"path": tiny_model_dir})
+    calls = []
+    for mod in (pl_mod, diag_mod):
+        real = mod.segment_responses
+        monkeypatch.setattr(mod, "segment_responses",
+                            lambda *a, _real=real, **k: calls.append(a[2] if len(a) > 2 else "?") or _real(*a, **k))
+    _, metrics = losses.ppo_loss(config, nested_log_probs(model, td), td)
+    values = {k: v.aggregate() for k, v in metrics.items() if k.startswith("actor/diag/")}
+    for g in ("token", "subsentence", "sequence"):
+        for stat in ("clipfrac", "seq_all_clipped_frac", "seq_none_clipped_frac", "log_ratio_std"):
+            assert f"actor/diag/{g}/{stat}" in values
+    assert values["actor/diag/token/clipfrac"] > 0 and values["actor/diag/kl_old_new"] != 0
+    own = metrics["actor/pg_clipfrac"].aggregate()
+    mine = {"vanilla": "token", "gspo": "sequence", "sspo": "subsentence"}[loss_mode]
+    assert values[f"actor/diag/{mine}/clipfrac"] == pytest.approx(own, abs=1e-6)  # like with like
+    assert sorted(calls) == ["sequence", "subsentence", "token"]  # each granularity segmented once, SSPO shares
+
+
+def test_diagnostics_can_be_turned_off(tiny_model_dir, monkeypatch):
+    from verl.workers.config import PolicyLossConfig
+
+    model, td = _prepared_microbatch(tiny_model_dir)
+    config = ActorConfig(strategy="fsdp2", rollout_n=1, ppo_micro_batch_size_per_gpu=4,
+                         policy_loss=PolicyLossConfig(loss_mode="vanilla"), model_config={"path": tiny_model_dir})
+    monkeypatch.setenv("SSPO_DIAGNOSTICS", "0")
+    _, metrics = losses.ppo_loss(config, nested_log_probs(model, td), td)
+    assert not any(k.startswith("actor/diag/") for k in metrics) and "actor/pg_clipfrac" in metrics

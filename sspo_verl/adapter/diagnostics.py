@@ -1,0 +1,79 @@
+"""Granularity diagnostics for every policy loss (``actor/diag/*``), computed in verl's ``ppo_loss``.
+
+:mod:`sspo_verl.adapter.microbatch` wraps the policy-loss function that ``ppo_loss`` looks up, so that after
+any loss (``vanilla``, ``gspo``, ``sspo``, ...) returns, :func:`sspo_verl.core.diagnostics.granularity_diagnostics`
+runs on the same micro-batch (no gradient, one device sync) and its metrics join the loss's. GRPO, GSPO and SSPO
+runs thus log the same token / subsentence / sequence clip statistics and can be plotted side by side.
+
+Set ``SSPO_DIAGNOSTICS=0`` (in every worker: ``ray_kwargs.ray_init.runtime_env.env_vars``) to turn it off.
+The subsentence granularity needs the tokenizer: ``policy_loss.tokenizer_path`` for SSPO, else the actor
+model's; without one, only token and sequence diagnostics are reported (a warning says so, once).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import torch
+
+from sspo_verl.core.diagnostics import granularity_diagnostics
+from sspo_verl.core.segmentation import DEFAULT_DELIMITERS, segment_responses
+
+logger = logging.getLogger(__name__)
+
+ENV_VAR = "SSPO_DIAGNOSTICS"
+PREFIX = "actor/diag/"
+_warned = set()
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def _tokenizer_path(config) -> Optional[str]:
+    from sspo_verl.adapter.config import SSPOPolicyLossConfig
+
+    policy_loss = config.get("policy_loss", None)
+    if isinstance(policy_loss, SSPOPolicyLossConfig) and policy_loss.tokenizer_path:
+        return policy_loss.tokenizer_path
+    model_config = config.get("model_config", None)
+    for key in ("local_tokenizer_path", "tokenizer_path", "local_path", "path"):
+        value = model_config.get(key, None) if model_config is not None else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def diagnostics(microbatch, old_log_prob, log_prob, advantages, response_mask, config, **_) -> dict[str, float]:
+    """``actor/diag/*`` metrics of one micro-batch as floats."""
+    from sspo_verl.adapter.config import SSPOPolicyLossConfig
+    from sspo_verl.adapter.policy_loss import boundary_table
+
+    T = response_mask.shape[1]
+    ids = microbatch.response_ids(T).to(log_prob.device)
+    mask = response_mask.to(log_prob.device)
+    policy_loss = config.get("policy_loss", None)
+    sspo = isinstance(policy_loss, SSPOPolicyLossConfig)
+    delimiters = policy_loss.delimiters if sspo else DEFAULT_DELIMITERS
+    numeric_guard = policy_loss.numeric_guard if sspo else True
+    segments = {
+        "token": microbatch.segments(("token",), lambda: segment_responses(ids, mask, "token")),
+        "sequence": microbatch.segments(("sequence",), lambda: segment_responses(ids, mask, "sequence")),
+    }
+    path = _tokenizer_path(config)
+    if path is not None:
+        table = boundary_table(path, delimiters, str(log_prob.device))
+        segments["subsentence"] = microbatch.segments(
+            ("subsentence", delimiters, numeric_guard),
+            lambda: segment_responses(ids, mask, "subsentence", table, numeric_guard),
+        )
+    elif "no_tokenizer" not in _warned:
+        _warned.add("no_tokenizer")
+        logger.warning("sspo-verl diagnostics: no tokenizer path in the actor config, subsentence diagnostics off")
+    clip_low = config.clip_ratio_low if config.clip_ratio_low is not None else config.clip_ratio
+    clip_high = config.clip_ratio_high if config.clip_ratio_high is not None else config.clip_ratio
+    values = granularity_diagnostics(log_prob.detach(), old_log_prob, advantages, segments, clip_low, clip_high)
+    floats = torch.stack(list(values.values())).tolist()  # one device sync
+    return {PREFIX + k: v for k, v in zip(values, floats)}
