@@ -31,6 +31,7 @@ __all__ = [
     "CPU_ENV_VARS",
     "DEFAULT_RAY_NUM_CPUS",
     "DEFAULT_STORAGE_UNITS",
+    "REPLAY_BUFFER",
     "CPUConfigError",
     "apply_to_config",
     "cpu_env_vars",
@@ -59,6 +60,10 @@ def cpu_env_vars() -> dict[str, str]:
 
     cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
     return {**CPU_ENV_VARS, "TQ_NUM_THREADS": str(max(1, min(8, cores)))}
+
+
+# trainer.v1.sampler.custom_sampler of hardware/cpu.yaml: verl's replay buffer polling every 0.1 s, not 2 s.
+REPLAY_BUFFER = {"path": "pkg://sspo_verl.cpu.replay_buffer", "name": "CPUReplayBuffer"}
 
 
 class CPUConfigError(ValueError):
@@ -169,6 +174,13 @@ def apply_to_config(config) -> dict[str, Any]:
     settings = ray_init_settings(n_ranks, storage_units, num_cpus)
     applied = {}
     with open_dict(config):
+        sampler = _get(config, "trainer.v1.sampler.custom_sampler")
+        if sampler is not None and sampler.get("path") == REPLAY_BUFFER["path"]:
+            mode = _get(config, "trainer.v1.trainer_mode", "sync")
+            if mode != "sync" or _get(config, "algorithm.filter_groups.enable", False):
+                # verl gives a custom sampler no DAPO arguments, and CPUReplayBuffer is the synchronous buffer
+                sampler.path, sampler.name = None, None
+                applied["trainer.v1.sampler.custom_sampler"] = "verl's own (DAPO filtering or asynchronous mode)"
         ray_init = config.ray_kwargs.ray_init
         for key in ("address", "num_cpus", "num_gpus", "include_dashboard"):
             if ray_init.get(key) is None:
@@ -212,6 +224,8 @@ def cli_overrides(n_ranks: int = 1, storage_units: int = DEFAULT_STORAGE_UNITS) 
         "actor_rollout_ref.rollout.agent.num_workers=1",
         "reward.num_workers=1",
         "data.dataloader_num_workers=0",
+        f"trainer.v1.sampler.custom_sampler.path={REPLAY_BUFFER['path']}",
+        f"trainer.v1.sampler.custom_sampler.name={REPLAY_BUFFER['name']}",
         f"transfer_queue.backend.SimpleStorage.num_data_storage_units={storage_units}",
         f"+ray_kwargs.ray_init.address={ray['address']}",
         f"ray_kwargs.ray_init.num_cpus={ray['num_cpus']}",

@@ -74,6 +74,11 @@ PUBLIC_SYMBOLS: tuple[VerlSymbol, ...] = (
     ),
     VerlSymbol("verl.workers.rollout.replica.TokenOutput", "sspo_verl.cpu.rollout", "generate() return type"),
     VerlSymbol("verl.utils.config.omega_conf_to_dataclass", "sspo_verl.cpu.rollout", "rollout config"),
+    VerlSymbol(
+        "verl.trainer.ppo.v1.replay_buffer.ReplayBuffer",
+        "sspo_verl.cpu.replay_buffer",
+        "base of CPUReplayBuffer (trainer.v1.sampler.custom_sampler); its poll_interval constructor argument",
+    ),
 )
 
 

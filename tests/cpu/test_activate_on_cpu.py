@@ -15,6 +15,9 @@ import textwrap
 _PROBE = textwrap.dedent(
     """
     import json, sys
+    if sys.argv[1] == "plain":
+        # the rollout server's Ray process imports the server module first, then verl: no import cycle
+        import sspo_verl.cpu.hf_server
     import verl  # the verl.plugins entry point runs here
     import torch.distributed as dist
     from verl.plugin.platform import PlatformRegistry

@@ -1,0 +1,160 @@
+"""``python -m sspo_verl.demo`` (what ``make demo`` runs): GRPO, GSPO and SSPO through the real verl trainer on CPU.
+
+From nothing: builds the tiny model, its tokenizer and the task data from a seed (``runs/tiny``), then runs
+``sspo-train hardware=cpu model=tiny rollout=hf algorithm=<a>`` for each algorithm in turn, printing one line
+per training step, and writes into ``runs/demo/``:
+
+    <algorithm>/metrics.jsonl    verl's per-step metrics (file logger), plus console.log and resolved_config.yaml
+    demo.png                     reward, entropy, clip fractions and response length, the three side by side
+    summary.md                   conditions, a table per run, SSPO's subsentence metrics
+
+Every run is bounded in time (start-up and per step) and ended with a clear message if it stalls.
+
+    python -m sspo_verl.demo [--steps 30] [--algorithms grpo,gspo,sspo] [--seed 0] [--out runs] [--setup-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+
+from sspo_verl.demo.assets import DEFAULT_TINY_DIR, build_assets
+from sspo_verl.demo.job import run_job
+from sspo_verl.demo.report import plot_comparison, summary_markdown
+
+ALGORITHMS = ("grpo", "gspo", "sspo")
+PROJECT = "demo"
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def demo_overrides(algorithm: str, steps: int, seed: int, out_root: str) -> list[str]:
+    """The sspo-train overrides of one demo run (its run directory is ``<out_root>/demo/<algorithm>``)."""
+    return [
+        "hardware=cpu",
+        "model=tiny",
+        "rollout=hf",
+        f"algorithm={algorithm}",
+        f"seed={seed}",
+        f"output_dir={out_root}",
+        f"trainer.project_name={PROJECT}",
+        f"trainer.experiment_name={algorithm}",
+        f"trainer.total_training_steps={steps}",
+        "trainer.total_epochs=1000",  # total_training_steps is the bound
+        "trainer.val_before_train=false",
+        "trainer.test_freq=-1",
+        "trainer.save_freq=-1",
+        "trainer.resume_mode=disable",  # a rerun starts over
+    ]
+
+
+def _conditions(args, tiny: dict) -> dict:
+    import torch
+    import verl
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{cpu}, {os.cpu_count()} logical CPUs, load average at start {load}",
+        "software": f"sspo-verl {commit}, verl {verl.__version__}, torch {torch.__version__}, Python "
+        f"{platform.python_version()}",
+        "model": f"tiny Qwen2 (random init, seed {tiny['seed']}) at {tiny['tiny_dir']}/model",
+        "run": f"{args.steps} steps per algorithm, 8 prompts x 8 responses per step, 4 mini-batches, seed {args.seed}",
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=int(os.environ.get("SSPO_DEMO_STEPS", 30)),
+                        help="training steps per algorithm (default 30, env SSPO_DEMO_STEPS)")
+    parser.add_argument("--algorithms", default=",".join(ALGORITHMS), help="comma-separated sspo-train presets")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model, the data and the runs")
+    parser.add_argument("--out", default="runs", help="output root: <out>/tiny and <out>/demo (default runs)")
+    parser.add_argument("--startup-timeout", type=float, default=480.0, help="seconds until a run's first step")
+    parser.add_argument("--step-timeout", type=float, default=240.0, help="seconds between two steps of a run")
+    parser.add_argument("--setup-only", action="store_true", help="build the tiny model and data, then stop")
+    args = parser.parse_args(argv)
+
+    out_root = os.path.abspath(args.out)
+    tiny_dir = os.path.join(out_root, os.path.basename(DEFAULT_TINY_DIR))
+    demo_dir = os.path.join(out_root, PROJECT)
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    t0 = time.monotonic()
+
+    _print(f"[setup] tiny model, tokenizer and task data (seed {args.seed}) -> {tiny_dir}")
+    tiny = build_assets(tiny_dir, seed=args.seed)
+    _print(f"[setup] {'reused' if tiny['reused'] else 'built'} in {time.monotonic() - t0:.0f} s")
+    if args.setup_only:
+        _print(f"Use it with: SSPO_TINY_DIR={tiny_dir} sspo-train hardware=cpu model=tiny rollout=hf")
+        return 0
+    conditions = _conditions(args, tiny)
+
+    runs, info = {}, {}
+    for i, algorithm in enumerate(algorithms, 1):
+        label = f"[{algorithm} {i}/{len(algorithms)}]"
+        _print(f"{label} starting the real verl trainer on CPU (Ray and workers take about a minute)")
+
+        def on_step(record, label=label):
+            d = record["data"]
+            _print(
+                f"{label} step {record['step']:>3}/{args.steps} | reward {d.get('critic/score/mean', float('nan')):.3f}"
+                f" | entropy {d.get('actor/entropy', float('nan')):.2f}"
+                f" | clipfrac {d.get('actor/pg_clipfrac', float('nan')):.4f}"
+                f" | {d.get('timing_s/step', float('nan')):.1f} s/step"
+            )
+
+        result = run_job(
+            algorithm,
+            demo_overrides(algorithm, args.steps, args.seed, out_root),
+            os.path.join(demo_dir, algorithm),
+            env={"SSPO_TINY_DIR": tiny_dir},
+            startup_timeout_s=args.startup_timeout,
+            step_timeout_s=args.step_timeout,
+            on_step=on_step,
+            on_wait=lambda s, label=label: _print(f"{label} still starting ({s:.0f} s)"),
+        )
+        runs[algorithm] = result.records
+        info[algorithm] = {
+            "ok": result.ok,
+            "error": result.error,
+            "wall_s": result.wall_s,
+            "startup_s": result.startup_s,
+            "peak_rss_gb": result.peak_rss_gb,
+            "metrics": os.path.relpath(os.path.join(result.run_dir, "metrics.jsonl"), demo_dir),
+        }
+        if result.ok:
+            _print(f"{label} done: {len(result.records)} steps in {result.wall_s:.0f} s")
+        else:
+            _print(f"{label} FAILED\n{result.error}")
+
+    png = plot_comparison(runs, os.path.join(demo_dir, "demo.png"),
+                          title=f"GRPO / GSPO / SSPO, tiny model on CPU, seed {args.seed}")
+    summary = os.path.join(demo_dir, "summary.md")
+    with open(summary, "w", encoding="utf-8") as fh:
+        fh.write(summary_markdown(runs, info, conditions, os.path.basename(png)))
+    _print(f"[done] {time.monotonic() - t0:.0f} s in all. Figure: {png}  Summary: {summary}")
+    return 0 if all(i["ok"] for i in info.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
