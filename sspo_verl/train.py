@@ -48,6 +48,7 @@ if logger.level == logging.NOTSET:
 CONFIG_NAME = "sspo_trainer"
 EXIT_PREFLIGHT = 2
 _FILE_LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
+_TENSORBOARD_ENV = "TENSORBOARD_DIR"
 # Run directories used by earlier jobs of the current sweep (a multirun): two jobs must never share one.
 _RUN_DIRS: set[str] = set()
 
@@ -147,6 +148,15 @@ def _check_unique_run_dir(run_dir: str) -> None:
     _RUN_DIRS.add(run_dir)
 
 
+def driver_metrics_env(config: DictConfig) -> dict[str, str]:
+    """``SSPO_PPO_MINI_BATCH_SIZE`` / ``SSPO_PPO_EPOCHS`` for :mod:`sspo_verl.adapter.driver_metrics`, from a
+    resolved config: responses per actor mini-batch (``ppo_mini_batch_size × rollout.n``, as verl's
+    ``_update_actor`` computes it) and ``ppo_epochs``."""
+    from sspo_verl.adapter.driver_metrics import config_env
+
+    return config_env(config)
+
+
 def _worker_env(config: DictConfig, key: str, value: str) -> None:
     """Add an environment variable for every Ray worker (``ray_kwargs.ray_init.runtime_env.env_vars``)."""
     with open_dict(config):
@@ -175,6 +185,38 @@ def _cpu_backend(config: DictConfig, dry_run: bool) -> None:
         raise PreflightError([Finding("error", "cpu", str(exc))]) from exc
     for key, value in applied.items():
         logger.info("sspo-train: CPU backend set %s=%s", key, value)
+
+
+def _logger_env(config: DictConfig, key: str) -> Optional[str]:
+    """Where a verl logger writes: the workers' environment in the config, else this process's."""
+    env_vars = ((config.ray_kwargs.ray_init.get("runtime_env") or {}).get("env_vars")) or {}
+    value = env_vars.get(key) or os.environ.get(key)
+    return str(value) if value else None
+
+
+def _resumes(config: DictConfig) -> bool:
+    """Whether verl will load a checkpoint (its own rule: ``resume_mode`` and the latest-checkpoint tracker)."""
+    mode = str(config.trainer.get("resume_mode", "auto"))
+    if mode == "disable":
+        return False
+    if mode == "resume_path":
+        return True
+    from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+
+    return find_latest_ckpt_path(os.path.abspath(str(config.trainer.default_local_dir))) is not None
+
+
+def _prepare_logs(config: DictConfig, logger_backends: list) -> None:
+    """Keep earlier attempts' metrics: verl's file logger truncates its file (sspo_verl.report.parts)."""
+    from sspo_verl.report.parts import prepare_attempt
+
+    metrics_path = _logger_env(config, _FILE_LOGGER_ENV) if "file" in logger_backends else None
+    if metrics_path is None:
+        return
+    tensorboard_dir = _logger_env(config, _TENSORBOARD_ENV) if "tensorboard" in logger_backends else None
+    resumes = _resumes(config)
+    for source, target in prepare_attempt(metrics_path, resumes, tensorboard_dir):
+        logger.info("sspo-train: %s: %s -> %s", "resumed run" if resumes else "new run", source, target)
 
 
 def _summary(config: DictConfig, run_dir: str) -> str:
@@ -209,8 +251,14 @@ def run(config: DictConfig) -> Optional[DictConfig]:
     logger_backends = [logger_backends] if isinstance(logger_backends, str) else list(logger_backends)
     if "file" in logger_backends and _FILE_LOGGER_ENV not in os.environ:
         _worker_env(config, _FILE_LOGGER_ENV, os.path.join(run_dir, "metrics.jsonl"))
+    if "tensorboard" in logger_backends and _TENSORBOARD_ENV not in os.environ:
+        _worker_env(config, _TENSORBOARD_ENV, os.path.join(run_dir, "tensorboard"))
     OmegaConf.resolve(config)  # here, where the sspo.* and hydra: resolvers exist; verl's workers never see them
+    for key, value in driver_metrics_env(config).items():  # diag/minibatches_per_rollout in the trainer process
+        _worker_env(config, key, value)
     os.makedirs(run_dir, exist_ok=True)
+    if not dry_run:
+        _prepare_logs(config, logger_backends)
     OmegaConf.save(config, os.path.join(run_dir, "resolved_config.yaml"))
     logger.info("sspo-train: %s", _summary(config, run_dir))
     if dry_run:

@@ -23,6 +23,7 @@ ADV_ESTIMATOR = "sspo"
 def register() -> None:
     """Register SSPO in verl and install the micro-batch context (idempotent)."""
     from sspo_verl.adapter import advantage, policy_loss  # noqa: F401  (registration by decorator)
+    from sspo_verl.adapter import driver_metrics
     from sspo_verl.adapter.microbatch import install
 
     install()
@@ -30,6 +31,7 @@ def register() -> None:
         from sspo_verl.cpu import activate
 
         activate()
+    driver_metrics.install()  # diag/* driver metrics; imports verl's trainer modules, so after the CPU platform
 
 
 def ensure_registered() -> None:
