@@ -43,6 +43,8 @@ setup(
         "vllm": [f"verl[vllm]=={VERL_VERSION}"],
         "fsdp": [f"verl[flash-attn-cu130torch211]=={VERL_VERSION}"],
         "math": [f"verl[math]=={VERL_VERSION}", "math-verify==0.9.0"],
+        # sspo-report's figures (it reads TensorBoard logs with tensorboard, which verl already requires).
+        "report": ["matplotlib>=3.8"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",

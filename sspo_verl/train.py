@@ -14,6 +14,10 @@ Per job: compose (``hydra_configs/sspo_trainer.yaml`` over verl's ``ppo_trainer`
 the CPU backend's driver environment and config (:mod:`sspo_verl.cpu.launch`) → pre-flight
 (:mod:`sspo_verl.preflight`; errors exit with status 2, nothing started) → the whole config resolved in the
 driver (the ``sspo.*`` and ``hydra:`` resolvers exist only here) and saved as ``<run dir>/resolved_config.yaml``
+→ the loggers' files: verl's file logger at ``<run dir>/metrics.jsonl`` (an attempt that resumes first renames
+the earlier one to ``metrics.<n>.jsonl``, because verl truncates it; a run that starts over moves old logs to
+``superseded/``: :mod:`sspo_verl.report.parts`), TensorBoard at ``<run dir>/tensorboard``, and the mini-batch
+size for the ``diag/*`` driver metrics (:mod:`sspo_verl.adapter.driver_metrics`) in the workers' environment
 → verl's own entry point ``verl.trainer.main_ppo.main(config)`` (device detection, ``validate_config``,
 ``run_ppo``) → ``ray.shutdown()`` if this job started Ray, so the next job of a multirun starts clean.
 
