@@ -256,7 +256,7 @@ def _logged(run_dir):
 
 
 def _fixture_runs():
-    root = os.path.join(FIXTURES, "runs")
+    root = os.path.join(FIXTURES, "cpu_runs")
     return sorted(os.path.join(root, d) for d in os.listdir(root))
 
 

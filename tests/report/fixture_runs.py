@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-FIXTURE_RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "runs")
+FIXTURE_RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "cpu_runs")
 RUN_NAMES = ("grpo-tiny-seed1", "grpo-tiny-seed2", "sspo-tiny-seed1", "sspo-tiny-seed2")
 
 
