@@ -287,8 +287,9 @@ def test_real_cpu_runs_logged_the_driver_metrics_of_their_rollouts():
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_live_cpu_run_logs_driver_metrics(tiny_model_dir, tmp_path):
-    """The real trainer, 1 step: 4 prompts x 2 responses of 1 token (so that equal rewards, i.e. zero-variance
-    groups, are common), 2 mini-batches x 2 epochs; the logged diag/* match verl's rollout dump of the step."""
+    """The real trainer, 1 step: 4 prompts x 2 responses of 1 token, a reward that makes every group with an even
+    answer a zero-variance group (parity_reward.py), 2 mini-batches x 2 epochs. The logged diag/* match verl's
+    rollout dump of the step, and the actor's zero-advantage fraction equals the zero-variance fraction."""
     from sspo_verl.demo.job import run_job
     from sspo_verl.demo.task import write_dataset
 
@@ -304,7 +305,9 @@ def test_live_cpu_run_logs_driver_metrics(tiny_model_dir, tmp_path):
          "actor_rollout_ref.actor.ppo_epochs=2", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
          "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8", "trainer.total_training_steps=1",
          "trainer.total_epochs=10", "trainer.val_before_train=false", "trainer.test_freq=-1",
-         "trainer.save_freq=-1", f"trainer.rollout_data_dir={run_dir / 'rollouts'}"],
+         "trainer.save_freq=-1", f"trainer.rollout_data_dir={run_dir / 'rollouts'}",
+         f"reward.custom_reward_function.path={os.path.join(os.path.dirname(__file__), 'parity_reward.py')}",
+         "reward.custom_reward_function.name=compute_score"],
         os.fspath(run_dir),
         env={"SSPO_TINY_DIR": os.fspath(tiny)},
         startup_timeout_s=480,
@@ -313,3 +316,7 @@ def test_live_cpu_run_logs_driver_metrics(tiny_model_dir, tmp_path):
     assert result.ok, result.error
     # 8 rows; a mini-batch is 4 prompts / 2 = 2 prompts x 2 responses = 4 responses → 2 mini-batches x 2 epochs
     _check_run(os.fspath(run_dir), rows_per_step=8, mini_batch_responses=4, epochs=2)
+    logged = _logged(os.fspath(run_dir))[1]
+    assert logged["diag/zero_var_group_frac"] > 0  # the even-answer prompts of the step
+    # groups of 2 responses: responses with zero advantage (actor side) = zero-variance groups (driver side)
+    assert logged["actor/diag/zero_adv_seq_frac"] == pytest.approx(logged["diag/zero_var_group_frac"])
