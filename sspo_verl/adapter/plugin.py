@@ -1,8 +1,9 @@
 """The ``verl.plugins`` entry point (``sspo = sspo_verl.adapter.plugin`` in setup.py).
 
 verl imports this module in every process that imports verl — the driver, the TaskRunner, every Ray worker —
-so that ``loss_mode=sspo`` and ``adv_estimator=sspo`` are registered and the micro-batch context is installed
-before any worker builds its loss. With ``VERL_PLATFORM=cpu`` it also activates the CPU backend
+so that ``loss_mode=sspo`` and ``adv_estimator=sspo`` are registered, and the micro-batch context
+(:mod:`sspo_verl.adapter.microbatch`) and the driver metrics (:mod:`sspo_verl.adapter.driver_metrics`) are
+installed before any worker builds its loss or the trainer computes its first advantages. With ``VERL_PLATFORM=cpu`` it also activates the CPU backend
 (:mod:`sspo_verl.cpu`); on any other platform the CPU backend is never imported.
 
 verl swallows entry-point errors at DEBUG level, so a failure here is logged at ERROR level before it is
@@ -21,7 +22,7 @@ ADV_ESTIMATOR = "sspo"
 
 
 def register() -> None:
-    """Register SSPO in verl and install the micro-batch context (idempotent)."""
+    """Register SSPO in verl, install the micro-batch context and the driver metrics (idempotent)."""
     from sspo_verl.adapter import advantage, policy_loss  # noqa: F401  (registration by decorator)
     from sspo_verl.adapter import driver_metrics
     from sspo_verl.adapter.microbatch import install
@@ -38,6 +39,7 @@ def ensure_registered() -> None:
     """Raise with a fix if SSPO is not fully registered in this process."""
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
 
+    from sspo_verl.adapter import driver_metrics
     from sspo_verl.adapter.microbatch import is_installed
 
     missing = []
@@ -47,6 +49,8 @@ def ensure_registered() -> None:
         missing.append(f"advantage estimator {ADV_ESTIMATOR!r}")
     if not is_installed():
         missing.append("the ppo_loss micro-batch context")
+    if not driver_metrics.is_installed():
+        missing.append("the driver metrics (compute_advantage / compute_data_metrics wraps)")
     if missing:
         raise RuntimeError(
             "sspo-verl is not registered in verl in this process (missing: " + ", ".join(missing) + "). "
