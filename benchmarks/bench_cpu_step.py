@@ -13,6 +13,10 @@ repeats, and each adjacent (grpo, sspo) pair also gives its own ratio of medians
 (``timing_s/step``), the actor update (``timing_s/update_actor``, where the policy loss runs) is reported per
 token (``timing_per_token_ms/update_actor``) so different response lengths do not bias it.
 
+CPU time: the CPU seconds (user + system) of all the run's processes, and of verl's trainer worker alone (log-probs
+and the actor update, where GRPO and SSPO differ), per step after warm-up. Other jobs on the machine stretch wall
+time much more than CPU time, so this is the steadier SSPO / GRPO comparison on a shared machine.
+
 Memory: ``peak RSS (all)`` is the peak of the summed resident set size of every process of the run (driver,
 Ray, trainer worker, rollout server, TransferQueue, agent-loop and reward workers; shared pages counted once per
 process, so an upper bound), sampled every 2 s; ``worker peak RSS`` is verl's
@@ -50,9 +54,18 @@ def _after_warmup(result, key: str) -> list[float]:
     return [float(r["data"][key]) for r in result.records if r["step"] > WARMUP and key in r["data"]]
 
 
+def _cpu_per_step(result, key: str):
+    """CPU seconds per step over the steps after warm-up: (CPU at the last step - CPU at step WARMUP) / steps."""
+    samples = [c for c in result.cpu_samples if c["step"] >= WARMUP]
+    if len(samples) < 2 or samples[-1]["step"] == samples[0]["step"]:
+        return None
+    return (samples[-1][key] - samples[0][key]) / (samples[-1]["step"] - samples[0]["step"])
+
+
 def _conditions() -> dict:
+    from importlib.metadata import version
+
     import torch
-    import verl
 
     cpu = platform.machine()
     try:
@@ -69,7 +82,7 @@ def _conditions() -> dict:
         "logical_cpus": os.cpu_count(),
         "ram_gb": round(psutil.virtual_memory().total / 1024**3, 1),
         "commit": commit.strip() or "unknown",
-        "verl": verl.__version__,
+        "verl": version("verl"),  # not `import verl`: this process stays verl-free
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
@@ -101,7 +114,8 @@ def main(argv=None) -> int:
             "trainer.resume_mode=disable", f"trainer.n_gpus_per_node={args.ranks}", *args.extra,
         ]
         print(f"[{i + 1}/{len(algorithms) * args.repeats}] {algorithm} ...", flush=True)
-        result = run_job(name, overrides, os.path.join(out, "bench", name), env={"SSPO_TINY_DIR": tiny["tiny_dir"]})
+        result = run_job(name, overrides, os.path.join(out, "bench", name), env={"SSPO_TINY_DIR": tiny["tiny_dir"]},
+                         poll_s=0.25)
         if not result.ok:
             print(result.error, file=sys.stderr)
             return 1
@@ -113,6 +127,8 @@ def main(argv=None) -> int:
             "update_ms_per_token": _after_warmup(result, "timing_per_token_ms/update_actor"),
             "update_s": _after_warmup(result, "timing_s/update_actor"),
             "gen_s": _after_warmup(result, "timing_s/gen"),
+            "cpu_s_per_step_all": _cpu_per_step(result, "all_s"),
+            "cpu_s_per_step_trainer": _cpu_per_step(result, "trainer_s"),
             "worker_peak_rss_gb": max(result.series("actor/perf/max_memory_allocated_gb") or [0.0]),
             "peak_rss_all_gb": result.peak_rss_gb,
             "startup_s": result.startup_s,
@@ -120,6 +136,7 @@ def main(argv=None) -> int:
         }
         runs.append(run)
         print(f"    median step {statistics.median(step):.2f} s, update {statistics.median(run['update_s']):.2f} s, "
+              f"CPU/step {run['cpu_s_per_step_all']:.2f} s (trainer {run['cpu_s_per_step_trainer']:.2f} s), "
               f"start-up {result.startup_s:.0f} s, peak RSS (all) {result.peak_rss_gb:.2f} GB", flush=True)
     conditions["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -134,6 +151,10 @@ def main(argv=None) -> int:
             "gen_s_median": pooled("gen_s"),
             "update_s_median": pooled("update_s"),
             "update_ms_per_token_median": pooled("update_ms_per_token"),
+            "cpu_s_per_step_all_median": statistics.median(r["cpu_s_per_step_all"] for r in mine),
+            "cpu_s_per_step_trainer_median": statistics.median(r["cpu_s_per_step_trainer"] for r in mine),
+            "cpu_s_per_step_all": _cpu_per_step(result, "all_s"),
+            "cpu_s_per_step_trainer": _cpu_per_step(result, "trainer_s"),
             "worker_peak_rss_gb": max(r["worker_peak_rss_gb"] for r in mine),
             "peak_rss_all_gb": max(r["peak_rss_all_gb"] for r in mine),
             "startup_s_median": statistics.median(r["startup_s"] for r in mine),
@@ -141,10 +162,10 @@ def main(argv=None) -> int:
     pair_ratios = {}
     if set(algorithms) >= {"grpo", "sspo"}:
         pairs = [runs[i : i + 2] for i in range(0, len(runs) - 1, 2)]
-        for key in ("step_s", "update_ms_per_token"):
+        for key in ("step_s", "update_ms_per_token", "cpu_s_per_step_all", "cpu_s_per_step_trainer"):
             ratios = []
             for pair in pairs:
-                by = {r["algorithm"]: statistics.median(r[key]) for r in pair}
+                by = {r["algorithm"]: r[key] if isinstance(r[key], float) else statistics.median(r[key]) for r in pair}
                 if {"grpo", "sspo"} <= set(by):
                     ratios.append(by["sspo"] / by["grpo"])
             pair_ratios[key] = ratios
@@ -152,20 +173,25 @@ def main(argv=None) -> int:
     lines = [f"Conditions: {json.dumps(conditions)}", "",
              f"{args.repeats} runs per algorithm x {args.steps} steps, {args.ranks} rank(s), first {WARMUP} steps "
              "of each run excluded; medians over all remaining steps.", "",
-             "| algorithm | step (s) | rollout (s) | actor update (s) | update (ms/token) | worker peak RSS (GB) | "
+             "| algorithm | step, wall (s) | rollout (s) | actor update (s) | update (ms/token) | "
+             "CPU per step, all processes (s) | CPU per step, trainer worker (s) | worker peak RSS (GB) | "
              "peak RSS, all processes (GB) | start-up to step 1 (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for algorithm, s in summary.items():
         lines.append(f"| {algorithm} | {s['step_s_median']:.2f} | {s['gen_s_median']:.2f} | {s['update_s_median']:.2f} | "
-                     f"{s['update_ms_per_token_median']:.3f} | {s['worker_peak_rss_gb']:.2f} | "
+                     f"{s['update_ms_per_token_median']:.3f} | {s['cpu_s_per_step_all_median']:.2f} | "
+                     f"{s['cpu_s_per_step_trainer_median']:.2f} | {s['worker_peak_rss_gb']:.2f} | "
                      f"{s['peak_rss_all_gb']:.2f} | {s['startup_s_median']:.0f} |")
     if "grpo" in summary and "sspo" in summary:
         g, s = summary["grpo"], summary["sspo"]
-        lines += ["", f"SSPO / GRPO, pooled medians: step {s['step_s_median'] / g['step_s_median']:.3f}, "
-                      f"actor update per token {s['update_ms_per_token_median'] / g['update_ms_per_token_median']:.3f}",
-                  "SSPO / GRPO per adjacent pair (step): " + ", ".join(f"{x:.3f}" for x in pair_ratios["step_s"]),
-                  "SSPO / GRPO per adjacent pair (update per token): "
-                  + ", ".join(f"{x:.3f}" for x in pair_ratios["update_ms_per_token"])]
+        lines += ["", f"SSPO / GRPO, medians: wall step {s['step_s_median'] / g['step_s_median']:.3f}, "
+                      f"actor update per token {s['update_ms_per_token_median'] / g['update_ms_per_token_median']:.3f}, "
+                      f"CPU per step (all) {s['cpu_s_per_step_all_median'] / g['cpu_s_per_step_all_median']:.3f}, "
+                      f"CPU per step (trainer) "
+                      f"{s['cpu_s_per_step_trainer_median'] / g['cpu_s_per_step_trainer_median']:.3f}"]
+        for key, label in (("step_s", "wall step"), ("update_ms_per_token", "update per token"),
+                           ("cpu_s_per_step_all", "CPU per step, all"), ("cpu_s_per_step_trainer", "CPU per step, trainer")):
+            lines.append(f"SSPO / GRPO per adjacent pair ({label}): " + ", ".join(f"{x:.3f}" for x in pair_ratios[key]))
     text = "\n".join(lines)
     print("\n" + text)
     with open(os.path.join(out, "bench_cpu_step.json"), "w", encoding="utf-8") as fh:

@@ -19,8 +19,11 @@ What :func:`activate` does (each part idempotent, logged once):
     process_group.install()              ``"cpu:gloo,cpu:gloo"`` → ``"cpu:gloo"`` for torch.distributed
     fsdp.register_engines()              verl's FSDP/FSDP2 engines registered for device ``cpu``
     fsdp.install_unpinned_offload()      FSDP2 reference-model offload without pinned memory
-    rollout.register()                   ``actor_rollout_ref.rollout.name=hf``: transformers generate + weight sync
+    rollout.register()                   ``actor_rollout_ref.rollout.name=hf`` (server: :mod:`sspo_verl.cpu.hf_server`)
 The private verl symbols these rely on are listed in :mod:`sspo_verl.cpu.verl_internals`.
+
+Selected by configuration rather than by activation (``hardware/cpu.yaml``):
+    replay_buffer.CPUReplayBuffer        verl's V1 replay buffer polling every 0.1 s instead of 2 s
 """
 
 from __future__ import annotations

@@ -56,8 +56,9 @@ def demo_overrides(algorithm: str, steps: int, seed: int, out_root: str) -> list
 
 
 def _conditions(args, tiny: dict) -> dict:
+    from importlib.metadata import version
+
     import torch
-    import verl
 
     try:
         commit = subprocess.run(
@@ -76,7 +77,7 @@ def _conditions(args, tiny: dict) -> dict:
     return {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": f"{cpu}, {os.cpu_count()} logical CPUs, load average at start {load}",
-        "software": f"sspo-verl {commit}, verl {verl.__version__}, torch {torch.__version__}, Python "
+        "software": f"sspo-verl {commit}, verl {version('verl')}, torch {torch.__version__}, Python "
         f"{platform.python_version()}",
         "model": f"tiny Qwen2 (random init, seed {tiny['seed']}) at {tiny['tiny_dir']}/model",
         "run": f"{args.steps} steps per algorithm, 8 prompts x 8 responses per step, 4 mini-batches, seed {args.seed}",

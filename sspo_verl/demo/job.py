@@ -46,6 +46,10 @@ class JobResult:
         peak_rss_gb: peak of the summed resident set size of all the run's processes (sampled every
             ``memory_every_s``; pages shared between processes count once per process).
         error: why the run failed or was ended, with the log tail; None when it succeeded.
+        cpu_samples: CPU seconds (user + system) used so far by all the run's processes (``all_s``) and by
+            verl's trainer workers (``trainer_s``, the ``ray::WorkerDict`` processes: log-probs and the actor
+            update), sampled when each step's record appears (``step``). Unlike wall time, CPU time hardly
+            depends on what else runs on the machine.
     """
 
     name: str
@@ -57,6 +61,7 @@ class JobResult:
     console_log: str = ""
     peak_rss_gb: float = 0.0
     error: Optional[str] = None
+    cpu_samples: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +135,23 @@ def _rss_bytes(procs) -> int:
     return total
 
 
+def _cpu_seconds(procs) -> tuple[float, float]:
+    """(all, trainer) CPU seconds of ``procs``; trainer = verl's ``ray::WorkerDict`` worker processes."""
+    import psutil
+
+    total = trainer = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            used = t.user + t.system
+            total += used
+            if " ".join(proc.cmdline()).startswith("ray::WorkerDict"):
+                trainer += used
+        except psutil.Error:
+            continue
+    return total, trainer
+
+
 def _end_run(proc: subprocess.Popen, tag: str, grace_s: float = 20.0) -> None:
     """End a run: SIGTERM the driver's process group, then every process left with the run's tag; SIGKILL
     whatever is still there after ``grace_s``."""
@@ -198,6 +220,7 @@ def run_job(
     seen, startup_s, last_progress, last_memory, last_wait = 0, None, start, 0.0, start
     peak = 0
     error = None
+    cpu_samples = []
     with open(console_log, "wb") as log:
         proc = subprocess.Popen(
             sspo_train_command(overrides), stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
@@ -213,6 +236,9 @@ def run_job(
                     last_progress = now
                     if on_step is not None:
                         on_step(record)
+                if len(records) > seen:
+                    all_s, trainer_s = _cpu_seconds(_job_processes(tag))
+                    cpu_samples.append({"step": records[-1]["step"], "all_s": all_s, "trainer_s": trainer_s})
                 seen = len(records)
                 if now - last_memory >= memory_every_s:
                     peak = max(peak, _rss_bytes(_job_processes(tag)))
@@ -253,4 +279,5 @@ def run_job(
         console_log=console_log,
         peak_rss_gb=peak / 1024**3,
         error=error,
+        cpu_samples=cpu_samples,
     )

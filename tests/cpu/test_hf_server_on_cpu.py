@@ -78,6 +78,21 @@ def test_concurrent_requests_share_one_batch_and_log_probs_match_the_model(serve
         torch.testing.assert_close(torch.tensor(out.log_probs), expected, atol=2e-4, rtol=0)
 
 
+def test_a_burst_spread_over_milliseconds_still_shares_one_batch(server, prompts):
+    """verl's agent loop sends a step's requests a few milliseconds apart (each passes its load balancer first)."""
+
+    async def go():
+        async def one(i, p):
+            await asyncio.sleep(0.004 * i)
+            return await server.generate(prompt_ids=p, sampling_params={"temperature": 1.0}, request_id=str(i))
+
+        return await asyncio.gather(*[one(i, p) for i, p in enumerate(prompts * 3)])
+
+    before = server.get_stats()["batches"]
+    outs = asyncio.run(go())
+    assert len(outs) == 9 and server.get_stats()["batches"] - before == 1
+
+
 def test_greedy_batched_equals_greedy_alone(server, prompts):
     together = _generate_all(server, prompts, temperature=0.0, logprobs=False)
     for prompt, out in zip(prompts, together):

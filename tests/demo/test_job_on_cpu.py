@@ -66,6 +66,7 @@ def test_success_collects_every_step(fake_trainer, tmp_path):
     assert result.series("critic/score/mean") == [1.0, 2.0, 3.0]
     assert result.startup_s is not None and result.returncode == 0
     assert result.peak_rss_gb > 0
+    assert result.cpu_samples and result.cpu_samples[-1]["step"] <= 3 and result.cpu_samples[-1]["all_s"] > 0
 
 
 def test_no_first_step_ends_the_run_with_the_startup_message(fake_trainer):

@@ -6,7 +6,7 @@ the test instead of stalling CI. Runs are small (4 prompts x 4 responses of up t
 one run can show several things; most of each run's ~1.5 minutes is Ray and worker start-up.
 
     GRPO, 1 rank, 2 steps, checkpoint at step 2 → resume with trainer.resume_mode=auto: only step 3 runs
-    GSPO, 1 rank, 2 steps
+    GSPO, 1 rank, 2 steps, validation at step 2 (greedy generation)
     SSPO, 1 rank, 2 steps, reference model + KL loss; SSPO metrics present, nothing NaN
     SSPO, 2 FSDP ranks (data parallel 2: the loss aggregates with verl's global_batch_info), 2 steps
 """
@@ -123,10 +123,14 @@ def test_grpo_two_steps_then_resume_from_its_checkpoint(tiny_dir, out_root):
         assert "global_step_2" in fh.read()  # verl says which checkpoint it loaded
 
 
-def test_gspo_two_steps(tiny_dir, out_root):
-    result = _train(tiny_dir, out_root, "gspo", "gspo", "trainer.total_training_steps=2")
+def test_gspo_two_steps_with_validation(tiny_dir, out_root):
+    result = _train(tiny_dir, out_root, "gspo", "gspo", "trainer.total_training_steps=2", "trainer.test_freq=2")
     assert _steps(result) == [1, 2]
     _assert_finite(result)
+    # validation at the last step: greedy generation through the hf rollout, scored by the task's reward
+    val = {k: v for k, v in result.records[-1]["data"].items() if k.startswith("val-core/")}
+    assert val, f"no val-core/* metrics at step 2: {sorted(result.records[-1]['data'])[:20]}"
+    assert all(0.0 <= v <= 2.0 for v in val.values()), val
 
 
 def test_sspo_two_steps_with_reference_model_and_kl_loss(tiny_dir, out_root):
