@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     algorithms = [a for a in args.algorithms.split(",") if a]
     out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
     tiny = build_assets(os.path.join(out, "tiny"), seed=0)
     conditions = _conditions()
     conditions["load_before"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -178,19 +179,32 @@ def main(argv=None) -> int:
              "peak RSS, all processes (GB) | start-up to step 1 (s) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for algorithm, s in summary.items():
-        lines.append(f"| {algorithm} | {s['step_s_median']:.2f} | {s['gen_s_median']:.2f} | {s['update_s_median']:.2f} | "
-                     f"{s['update_ms_per_token_median']:.3f} | {s['cpu_s_per_step_all_median']:.2f} | "
-                     f"{s['cpu_s_per_step_trainer_median']:.2f} | {s['worker_peak_rss_gb']:.2f} | "
-                     f"{s['peak_rss_all_gb']:.2f} | {s['startup_s_median']:.0f} |")
+        cells = [
+            f"{s['step_s_median']:.2f}",
+            f"{s['gen_s_median']:.2f}",
+            f"{s['update_s_median']:.2f}",
+            f"{s['update_ms_per_token_median']:.3f}",
+            f"{s['cpu_s_per_step_all_median']:.2f}",
+            f"{s['cpu_s_per_step_trainer_median']:.2f}",
+            f"{s['worker_peak_rss_gb']:.2f}",
+            f"{s['peak_rss_all_gb']:.2f}",
+            f"{s['startup_s_median']:.0f}",
+        ]
+        lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
     if "grpo" in summary and "sspo" in summary:
         g, s = summary["grpo"], summary["sspo"]
-        lines += ["", f"SSPO / GRPO, medians: wall step {s['step_s_median'] / g['step_s_median']:.3f}, "
-                      f"actor update per token {s['update_ms_per_token_median'] / g['update_ms_per_token_median']:.3f}, "
-                      f"CPU per step (all) {s['cpu_s_per_step_all_median'] / g['cpu_s_per_step_all_median']:.3f}, "
-                      f"CPU per step (trainer) "
-                      f"{s['cpu_s_per_step_trainer_median'] / g['cpu_s_per_step_trainer_median']:.3f}"]
-        for key, label in (("step_s", "wall step"), ("update_ms_per_token", "update per token"),
-                           ("cpu_s_per_step_all", "CPU per step, all"), ("cpu_s_per_step_trainer", "CPU per step, trainer")):
+        ratio = lambda key: s[key] / g[key]  # noqa: E731
+        lines += ["", f"SSPO / GRPO, medians: wall step {ratio('step_s_median'):.3f}, "
+                      f"actor update per token {ratio('update_ms_per_token_median'):.3f}, "
+                      f"CPU per step (all) {ratio('cpu_s_per_step_all_median'):.3f}, "
+                      f"CPU per step (trainer) {ratio('cpu_s_per_step_trainer_median'):.3f}"]
+        labels = (
+            ("step_s", "wall step"),
+            ("update_ms_per_token", "update per token"),
+            ("cpu_s_per_step_all", "CPU per step, all"),
+            ("cpu_s_per_step_trainer", "CPU per step, trainer"),
+        )
+        for key, label in labels:
             lines.append(f"SSPO / GRPO per adjacent pair ({label}): " + ", ".join(f"{x:.3f}" for x in pair_ratios[key]))
     text = "\n".join(lines)
     print("\n" + text)

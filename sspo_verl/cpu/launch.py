@@ -108,6 +108,10 @@ def _get(cfg, dotted: str, default=None):
     return OmegaConf.select(cfg, dotted, default=default)
 
 
+def _largest_divisor(total: int, at_most: int) -> int:
+    return max(d for d in range(1, max(1, min(total, at_most)) + 1) if total % d == 0) if total > 0 else 1
+
+
 def apply_to_config(config) -> dict[str, Any]:
     """Fill a composed trainer config's Ray settings and worker environment for CPU, and check it can run.
 
@@ -151,6 +155,21 @@ def apply_to_config(config) -> dict[str, Any]:
             f"actor_rollout_ref.model.override_config.attn_implementation={attn!r}: flash-attention needs CUDA; "
             "set +actor_rollout_ref.model.override_config.attn_implementation=sdpa (hardware=cpu does)."
         )
+    micro = _get(config, "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu")
+    mini = _get(config, "actor_rollout_ref.actor.ppo_mini_batch_size")
+    n = _get(config, "actor_rollout_ref.rollout.n", 1)
+    if micro and mini and not _get(config, "actor_rollout_ref.actor.use_dynamic_bsz", False):
+        per_rank = int(mini) * int(n) // max(1, n_ranks)
+        if per_rank % int(micro):
+            # verl asserts this inside the trainer worker, at the first update ("data size must be divisible by
+            # force_group_size * micro_batch_size_per_gpu")
+            problems.append(
+                f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro} does not divide the {per_rank} "
+                f"responses each of the {n_ranks} trainer rank(s) gets per mini-batch (ppo_mini_batch_size={mini} "
+                f"prompts x rollout.n={n} / {n_ranks}); verl would stop at the first update. Set it to a divisor "
+                f"of {per_rank}, "
+                f"e.g. actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={_largest_divisor(per_rank, int(micro))}."
+            )
     storage_units = int(_get(config, "transfer_queue.backend.SimpleStorage.num_data_storage_units", 8))
     need = required_ray_cpus(n_ranks, storage_units)
     num_cpus = _get(config, "ray_kwargs.ray_init.num_cpus")

@@ -247,14 +247,18 @@ def run_job(
                     break
                 if startup_s is None and now - start > startup_timeout_s:
                     error = (
-                        f"{name}: no training step logged within {startup_timeout_s:.0f} s of launch; the run was ended. "
+                        f"{name}: no training step logged within {startup_timeout_s:.0f} s of launch; the run was "
+                        "ended. "
                         "A CPU run that never reaches its first step is most often Ray waiting for resources it will "
                         "not get (TransferQueue storage units vs ray_kwargs.ray_init.num_cpus; see hardware/cpu.yaml) "
                         "or a machine too loaded to start it in time."
                     )
                     break
                 if startup_s is not None and now - last_progress > step_timeout_s:
-                    error = f"{name}: no new step (or exit) for {step_timeout_s:.0f} s after step {seen}; the run was ended."
+                    error = (
+                        f"{name}: no new step (or exit) for {step_timeout_s:.0f} s after step {seen}; "
+                        "the run was ended."
+                    )
                     break
                 if startup_s is None and on_wait is not None and now - last_wait >= 30:
                     on_wait(now - start)

@@ -56,7 +56,7 @@ def compose(monkeypatch, tmp_path):
 
 
 def test_apply_to_config_fills_ray_and_worker_env(compose):
-    cfg = compose("trainer.n_gpus_per_node=2")
+    cfg = compose("trainer.n_gpus_per_node=2", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8")
     cfg.ray_kwargs.ray_init.num_gpus = None  # as if the YAML had not set it
     applied = launch.apply_to_config(cfg)
     ray_init = cfg.ray_kwargs.ray_init
@@ -72,10 +72,19 @@ def test_apply_to_config_fills_ray_and_worker_env(compose):
     [
         (["rollout=vllm"], "use rollout=hf"),
         (["ray_kwargs.ray_init.num_cpus=4"], "Ray would wait forever"),
-        (["trainer.n_gpus_per_node=2", "ray_kwargs.ray_init.num_gpus=1"], "one (logical) GPU per trainer rank"),
+        (
+            [
+                "trainer.n_gpus_per_node=2",
+                "ray_kwargs.ray_init.num_gpus=1",
+                "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
+            ],
+            "one (logical) GPU per trainer rank",
+        ),
         (["trainer.nnodes=2"], "trainer.nnodes=1"),
         (["actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2"], "sdpa"),
         (["actor_rollout_ref.actor.strategy=megatron"], "use fsdp2"),
+        # model=tiny's micro-batch of 16 with 2 ranks: 2 prompts x 8 responses / 2 ranks = 8 per rank
+        (["trainer.n_gpus_per_node=2"], "ppo_micro_batch_size_per_gpu=8"),
     ],
 )
 def test_apply_to_config_refuses_what_cannot_run_on_cpu(compose, overrides, fix):

@@ -149,7 +149,9 @@ def test_sspo_two_steps_with_reference_model_and_kl_loss(tiny_dir, out_root):
 
 
 def test_sspo_two_fsdp_ranks(tiny_dir, out_root):
-    result = _train(tiny_dir, out_root, "sspo_dp2", "sspo", "trainer.total_training_steps=2", "trainer.n_gpus_per_node=2")
+    result = _train(
+        tiny_dir, out_root, "sspo_dp2", "sspo", "trainer.total_training_steps=2", "trainer.n_gpus_per_node=2"
+    )
     assert _steps(result) == [1, 2]
     _assert_finite(result, COMMON_METRICS + SSPO_METRICS)
     with open(result.console_log, encoding="utf-8", errors="replace") as fh:
