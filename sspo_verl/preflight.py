@@ -375,6 +375,7 @@ def _looks_local(path: str) -> bool:
 
 def check_files(config: DictConfig, report: PreflightReport) -> None:
     data_dir = _get(config, "data_dir")
+    setup_hint = _get(config, "preflight.setup_hint")  # e.g. model=tiny: the demo builds model and data
     for key in ("data.train_files", "data.val_files"):
         missing = [
             p for p in _as_paths(_get(config, key))
@@ -384,6 +385,8 @@ def check_files(config: DictConfig, report: PreflightReport) -> None:
             report.add(
                 "error",
                 "files",
+                f"{key}: {path} does not exist. Build it with `{setup_hint}`, or set {key} to your verl parquet "
+                "file(s)." if setup_hint else
                 f"{key}: {path} does not exist. Build the data sets with `sspo-data prepare-all --out-dir "
                 f"{data_dir or '<data_dir>'}` (data_dir=... or SSPO_DATA_DIR points the configs elsewhere), or set "
                 f"{key} to your verl parquet file(s).",
@@ -395,6 +398,7 @@ def check_files(config: DictConfig, report: PreflightReport) -> None:
                 report.add(
                     "error",
                     "files",
+                    f"{key}={path}: no such directory. Build it with `{setup_hint}`." if setup_hint else
                     f"{key}={path}: no such directory. Point it at a Hugging Face model directory or a hub id "
                     "such as Qwen/Qwen2.5-Math-1.5B (model=qwen2.5-math-1.5b).",
                 )

@@ -228,6 +228,14 @@ def test_missing_data_files_are_errors_with_the_command_that_builds_them(data_di
     assert messages(report, "files") == []
 
 
+def test_missing_tiny_model_points_at_the_demo_setup(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SSPO_TINY_DIR", str(tmp_path / "nothing_here"))
+    _, report = check(["model=tiny"])
+    errors = messages(report, "files", "error")
+    assert errors and all("python -m sspo_verl.demo --setup-only" in m for m in errors)
+    assert not any("sspo-data" in m for m in errors)
+
+
 def test_missing_model_directory_and_reward_module_are_errors(data_dir, tmp_path):
     _, report = check(["actor_rollout_ref.model.path=/no/such/model"])
     assert any("/no/such/model" in m for m in messages(report, "files", "error"))

@@ -5,8 +5,12 @@ From nothing: builds the tiny model, its tokenizer and the task data from a seed
 per training step, and writes into ``runs/demo/``:
 
     <algorithm>/metrics.jsonl    verl's per-step metrics (file logger), plus console.log and resolved_config.yaml
-    demo.png                     reward, entropy, clip fractions and response length, the three side by side
-    summary.md                   conditions, a table per run, SSPO's subsentence metrics
+    report.md                    conditions, metric tables, the runs as jobs (time, memory, failures)
+    training.png                 reward, entropy, response length, clip fraction, KL: the three side by side
+    clipping.png                 token / subsentence / sequence clip statistics of every algorithm
+    off_policy.png, sspo.png     off-policyness; SSPO's own subsentence metrics
+
+(the figures and tables are :func:`sspo_verl.report.write_report`'s, what ``sspo-report runs/demo`` writes).
 
 Every run is bounded in time (start-up and per step) and ended with a clear message if it stalls.
 
@@ -25,7 +29,7 @@ import time
 
 from sspo_verl.demo.assets import DEFAULT_TINY_DIR, build_assets
 from sspo_verl.demo.job import run_job
-from sspo_verl.demo.report import plot_comparison, summary_markdown
+from sspo_verl.demo.report import jobs_markdown
 
 ALGORITHMS = ("grpo", "gspo", "sspo")
 PROJECT = "demo"
@@ -148,12 +152,17 @@ def main(argv=None) -> int:
         else:
             _print(f"{label} FAILED\n{result.error}")
 
-    png = plot_comparison(runs, os.path.join(demo_dir, "demo.png"),
-                          title=f"GRPO / GSPO / SSPO, tiny model on CPU, seed {args.seed}")
-    summary = os.path.join(demo_dir, "summary.md")
-    with open(summary, "w", encoding="utf-8") as fh:
-        fh.write(summary_markdown(runs, info, conditions, os.path.basename(png)))
-    _print(f"[done] {time.monotonic() - t0:.0f} s in all. Figure: {png}  Summary: {summary}")
+    from sspo_verl.report import write_report
+
+    logged = [a for a in runs if runs[a]]  # a run that failed before its first step has nothing to plot
+    if logged:
+        report = write_report([os.path.join(demo_dir, a) for a in logged], demo_dir,
+                              title=f"sspo-verl CPU demo: GRPO / GSPO / SSPO, tiny model, seed {args.seed}",
+                              conditions=conditions, window=5, extra_markdown=jobs_markdown(runs, info))
+        figures = ", ".join(os.path.basename(f) for f in report.figures)
+        _print(f"[done] {time.monotonic() - t0:.0f} s in all. Report: {report.markdown} (figures: {figures})")
+    else:
+        _print(f"[done] {time.monotonic() - t0:.0f} s in all. No run logged a step: no report.")
     return 0 if all(i["ok"] for i in info.values()) else 1
 
 

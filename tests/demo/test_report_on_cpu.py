@@ -1,8 +1,6 @@
-"""The demo's figure and summary from verl file-logger records."""
+"""The demo's job table, and its use of the shared report library."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 
@@ -33,24 +31,36 @@ def test_step_time_stats_skip_warmup():
     assert report.step_time_stats(_records(2)) is None
 
 
-def test_plot_writes_a_png(tmp_path):
-    runs = {"grpo": _records(8), "gspo": _records(8, reward0=0.2), "sspo": _records(8, sspo=True)}
-    runs["gspo"][3]["data"]["actor/entropy"] = math.nan  # a NaN is skipped, not plotted
-    path = report.plot_comparison(runs, str(tmp_path / "demo.png"), title="t")
-    with open(path, "rb") as fh:
-        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
-
-
-def test_summary_has_a_row_per_run_and_sspo_metrics():
+def test_jobs_markdown_has_a_row_per_run_and_lists_failures():
     runs = {"grpo": _records(10), "sspo": _records(10, sspo=True)}
     info = {
-        "grpo": {"ok": True, "wall_s": 120.0, "startup_s": 95.0, "peak_rss_gb": 5.1, "metrics": "grpo/metrics.jsonl"},
-        "sspo": {"ok": False, "error": "sspo: no new step\nlog", "wall_s": 1.0, "metrics": "sspo/metrics.jsonl"},
+        "grpo": {"ok": True, "wall_s": 120.0, "startup_s": 95.0, "peak_rss_gb": 5.1},
+        "sspo": {"ok": False, "error": "sspo: no new step\nlog", "wall_s": 1.0},
     }
-    md = report.summary_markdown(runs, info, {"machine": "test box"}, "demo.png")
-    assert "- **machine**: test box" in md and "![comparison](demo.png)" in md
+    md = report.jobs_markdown(runs, info)
     grpo_row = next(line for line in md.splitlines() if line.startswith("| grpo |"))
-    assert "| 10 | 0.330 → 0.380 |" in grpo_row and "| 5.10 |" in grpo_row and "| 3.05 |" in grpo_row
-    assert "| sspo | 2.55 | 0.0200 | 0.0000 |" in md
-    assert "- sspo: sspo: no new step" in md  # failures are listed
+    assert grpo_row == "| grpo | 10 | 3.05 | 95 | 5.10 | 120 |"
+    assert "| sspo | 10 | 3.05 | n/a | n/a | 1 |" in md
+    assert "- sspo: sspo: no new step" in md  # failures are listed, first line only
     assert "not evidence about which algorithm is better" in md
+
+
+def test_demo_report_is_the_shared_report_library(tmp_path):
+    """The demo's figures and tables come from sspo_verl.report (what sspo-report writes), on real CPU runs."""
+    import os
+    import shutil
+
+    from sspo_verl.report import write_report
+
+    fixtures = os.path.join(os.path.dirname(__file__), "..", "report", "fixtures", "cpu_runs")
+    runs = sorted(d for d in os.listdir(fixtures) if os.path.isdir(os.path.join(fixtures, d)))
+    assert runs, "real CPU run fixtures missing"
+    for d in runs:
+        shutil.copytree(os.path.join(fixtures, d), tmp_path / d)
+    out = write_report([str(tmp_path / d) for d in runs], str(tmp_path / "out"), window=5,
+                       extra_markdown=report.jobs_markdown({d: _records(3) for d in runs}, {}))
+    text = open(out.markdown, encoding="utf-8").read()
+    assert "## The runs as jobs" in text and "training.png" in text
+    for fig in out.figures:
+        with open(fig, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
