@@ -131,7 +131,8 @@ class VerifierPool:
         self._start_error: VerifierStartError | None = None
         self._spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sspo-verifier-spawn")
         self._stats_lock = threading.Lock()
-        self.stats = {"requests": 0, "timeouts": 0, "crashes": 0, "errors": 0, "spawned": 0, "overloaded": 0}
+        self.stats = {"requests": 0, "timeouts": 0, "crashes": 0, "errors": 0, "spawned": 0, "overloaded": 0,
+                      "start_retries": 0}
 
     def _count(self, key: str) -> None:
         with self._stats_lock:
@@ -246,7 +247,14 @@ class VerifierPool:
             if worker.proc.poll() is not None:  # died while idle (recycled, OOM-killed): replace, not a sample error
                 self._retire(worker)
                 worker = self._spawn()
-            self._wait_ready(worker)
+            try:
+                self._wait_ready(worker)
+            except VerifierStartError:
+                # A worker killed while starting (OOM killer, a signal) is not an installation problem: only a
+                # second, fresh worker failing too makes the pool give up for good.
+                self._count("start_retries")
+                worker = self._spawn()
+                self._wait_ready(worker)
         except BaseException as exc:
             if isinstance(exc, VerifierStartError):
                 self._start_error = exc  # an installation problem does not heal: fail every later call at once
