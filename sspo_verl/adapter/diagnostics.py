@@ -34,22 +34,18 @@ def enabled() -> bool:
 
 def _tokenizer_path(config) -> Optional[str]:
     from sspo_verl.adapter.config import SSPOPolicyLossConfig
+    from sspo_verl.adapter.policy_loss import actor_tokenizer_path
 
     policy_loss = config.get("policy_loss", None)
     if isinstance(policy_loss, SSPOPolicyLossConfig) and policy_loss.tokenizer_path:
         return policy_loss.tokenizer_path
-    model_config = config.get("model_config", None)
-    for key in ("local_tokenizer_path", "tokenizer_path", "local_path", "path"):
-        value = model_config.get(key, None) if model_config is not None else None
-        if isinstance(value, str) and value:
-            return value
-    return None
+    return actor_tokenizer_path(config)
 
 
 def diagnostics(microbatch, old_log_prob, log_prob, advantages, response_mask, config, **_) -> dict[str, float]:
     """``actor/diag/*`` metrics of one micro-batch as floats."""
     from sspo_verl.adapter.config import SSPOPolicyLossConfig
-    from sspo_verl.adapter.policy_loss import boundary_table
+    from sspo_verl.adapter.policy_loss import boundary_table, clip_ratios
 
     T = response_mask.shape[1]
     ids = microbatch.response_ids(T).to(log_prob.device)
@@ -72,8 +68,7 @@ def diagnostics(microbatch, old_log_prob, log_prob, advantages, response_mask, c
     elif "no_tokenizer" not in _warned:
         _warned.add("no_tokenizer")
         logger.warning("sspo-verl diagnostics: no tokenizer path in the actor config, subsentence diagnostics off")
-    clip_low = config.clip_ratio_low if config.clip_ratio_low is not None else config.clip_ratio
-    clip_high = config.clip_ratio_high if config.clip_ratio_high is not None else config.clip_ratio
+    clip_low, clip_high = clip_ratios(config)
     values = granularity_diagnostics(log_prob.detach(), old_log_prob, advantages, segments, clip_low, clip_high)
     floats = torch.stack(list(values.values())).tolist()  # one device sync
     return {PREFIX + k: v for k, v in zip(values, floats)}

@@ -62,27 +62,38 @@ def _sspo_config(config) -> SSPOPolicyLossConfig:
     return policy_loss
 
 
-def resolve_tokenizer_path(config) -> str:
-    """``policy_loss.tokenizer_path``, else the actor model's own tokenizer path."""
-    explicit = _sspo_config(config).tokenizer_path
-    if explicit:
-        return explicit
+def actor_tokenizer_path(config) -> Optional[str]:
+    """The tokenizer path of the actor model in verl's ``ActorConfig.model_config``, or None."""
     model_config = config.get("model_config", None)
     for key in ("local_tokenizer_path", "tokenizer_path", "local_path", "path"):
         value = model_config.get(key, None) if model_config is not None else None
         if isinstance(value, str) and value:
             return value
+    return None
+
+
+def resolve_tokenizer_path(config) -> str:
+    """``policy_loss.tokenizer_path``, else the actor model's own tokenizer path."""
+    path = _sspo_config(config).tokenizer_path or actor_tokenizer_path(config)
+    if path:
+        return path
     raise ValueError(
         "SSPO segmentation needs the tokenizer that produced the responses: set "
         "actor_rollout_ref.actor.policy_loss.tokenizer_path (sspo-train defaults it to actor_rollout_ref.model.path)."
     )
 
 
+def clip_ratios(config) -> tuple[float, float]:
+    """(ε_low, ε_high) as verl's losses read them: ``clip_ratio_low/high``, falling back to ``clip_ratio``."""
+    low = config.clip_ratio_low if config.clip_ratio_low is not None else config.clip_ratio
+    high = config.clip_ratio_high if config.clip_ratio_high is not None else config.clip_ratio
+    return low, high
+
+
 def sspo_params(config) -> SSPOParams:
     """Build the core's hyper-parameters from verl's ``ActorConfig``."""
     pl = _sspo_config(config)
-    clip_ratio_low = config.clip_ratio_low if config.clip_ratio_low is not None else config.clip_ratio
-    clip_ratio_high = config.clip_ratio_high if config.clip_ratio_high is not None else config.clip_ratio
+    clip_ratio_low, clip_ratio_high = clip_ratios(config)
     clip_ratio_c = config.get("clip_ratio_c", 3.0)
     if clip_ratio_c is not None and not clip_ratio_c > 1.0:
         raise ValueError(
