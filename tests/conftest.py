@@ -7,6 +7,16 @@ import os
 import pytest
 import torch
 
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests need CUDA: without it they are skipped, with the reason in the summary."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (gpu marker)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 # A hand-made vocabulary that exercises every segmentation rule (spec §3). Index = token id.
 SYNTH_PIECES = [
     "<|endoftext|>",  # 0  special (pad)
