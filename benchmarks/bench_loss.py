@@ -4,6 +4,7 @@ Not a test: prints ratios measured in one run (machines are shared and noisy; th
 
     python benchmarks/bench_loss.py                    # B=64, T in (2048, 8192), on CUDA if present else CPU
     python benchmarks/bench_loss.py --T 2048 --repeats 20 --device cpu
+    python benchmarks/bench_loss.py --T 8192 --profile sspo   # torch.profiler's top ops of one loss instead
 
 Each loss is called the way verl calls it (registry function, keyword arguments, ``ActorConfig``), SSPO with
 the response ids and entropy its micro-batch context would supply, metrics included (every loss returns
@@ -160,6 +161,31 @@ def peak_memory(loss: str, T: int, args) -> int:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak"]
 
 
+def profile(name: str, config, x: dict, device: str, steps: int = 10) -> None:
+    """torch.profiler over ``steps`` calls of one loss (after warm-up): its top ops by self device time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    step = step_fn(name, config, x)
+    for _ in range(3):
+        step()
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync(device)
+    t0 = time.perf_counter()
+    with torch_profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    wall = (time.perf_counter() - t0) / steps
+    events = prof.key_averages()
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    kernels = sum(e.count for e in events if cuda and e.device_type == torch.autograd.DeviceType.CUDA) / steps
+    print(f"# profile {name}  device={device}  B,T={tuple(x['ids'].shape)}  wall/step (profiled) {wall * 1e3:.2f} ms"
+          + (f"  device kernels/step {kernels:.0f}" if cuda else ""))
+    print(events.table(sort_by=sort, row_limit=15))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--B", type=int, default=64)
@@ -168,6 +194,8 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--tokenizer-dir", default=None)
+    parser.add_argument("--profile", choices=LOSSES, default=None,
+                        help="print torch.profiler's top ops of this loss at the first --T, and nothing else")
     parser.add_argument("--child-loss", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-T", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -191,6 +219,9 @@ def main():
         build_boundary_table(pieces, special_ids=range(151_643, 151_665))
         build_s = time.perf_counter() - t0
 
+        if args.profile:
+            return profile(args.profile, configs[args.profile], make_inputs(args.B, args.T[0], len(tok), delims,
+                                                                              args.device), args.device)
         print(f"# bench_loss  device={args.device}  torch={torch.__version__}  threads={torch.get_num_threads()}  "
               f"cpu={platform.processor() or platform.machine()}  cores={os.cpu_count()}  B={args.B}  "
               f"repeats={args.repeats} (median, interleaved, {'wall' if args.device.startswith('cuda') else 'process CPU'} time)")

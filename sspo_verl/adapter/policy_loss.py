@@ -188,9 +188,5 @@ def compute_policy_loss_sspo(
     pg_loss = agg_loss(loss_mat=pg_losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode,
                        **config.global_batch_info)
 
-    metrics = sspo_metrics(stats)
-    values = torch.stack([v.reshape(()) for v in metrics.values()]).tolist()  # one device sync
-    out = {}
-    for name, value in zip(metrics, values):
-        out[f"actor/{name}" if name in _VERL_METRICS else f"{METRIC_PREFIX}{name}"] = value
-    return pg_loss, out
+    metrics = sspo_metrics(stats)  # one device sync
+    return pg_loss, {f"actor/{k}" if k in _VERL_METRICS else f"{METRIC_PREFIX}{k}": v for k, v in metrics.items()}

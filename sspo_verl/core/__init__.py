@@ -9,7 +9,15 @@
 
 from sspo_verl.core.advantage import group_relative_advantage, outcome_advantage
 from sspo_verl.core.clip_bounds import ENTROPY_ADAPT_MODES, clip_bounds, entropy_scale
-from sspo_verl.core.loss import SSPO_METRIC_NAMES, SSPOLossStats, SSPOParams, sspo_loss_matrix, sspo_metrics
+from sspo_verl.core.loss import (
+    SSPO_METRIC_NAMES,
+    SSPOLossStats,
+    SSPOParams,
+    sspo_loss_matrix,
+    sspo_metric_sums,
+    sspo_metrics,
+    sspo_metrics_from_sums,
+)
 from sspo_verl.core.ratio import LOG_RATIO_MAX, RATIO_GRAD_MODES, segment_log_ratio
 from sspo_verl.core.segmentation import (
     DEFAULT_DELIMITERS,
@@ -44,6 +52,8 @@ __all__ = [
     "outcome_advantage",
     "segment_responses",
     "sspo_loss_matrix",
+    "sspo_metric_sums",
     "sspo_metrics",
+    "sspo_metrics_from_sums",
     "segment_log_ratio",
 ]

@@ -26,6 +26,7 @@ Padding is sanitised first: NaN/inf at masked positions never reach the loss or 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -185,70 +186,92 @@ def sspo_loss_matrix(
     return pg_losses, stats
 
 
-def _as_float(flags: torch.Tensor) -> torch.Tensor:
-    """bool -> float32 0/1 (through uint8: the fast conversion path on CPU)."""
-    return flags.view(torch.uint8).to(torch.float32)
-
-
 _BIG = 1e30  # pushes unused segment ids out of min/max without where() on a bool mask
 
+# Layout of the vector sspo_metric_sums returns (exact integers where counts).
+METRIC_SUMS = (
+    "n_tok", "n_ppo", "n_high", "n_dual", "n_clipped", "sum_log_ratio",  # over valid tokens
+    "n_rows", "n_rows_all_clipped", "n_rows_none_clipped",  # over responses with a valid token
+    "n_seg", "sum_seg_clipped_share", "sum_scale", "max_seg_len",  # over used segments
+    "min_m", "min_scale", "max_m", "max_scale",  # m = log segment ratio, g = entropy scale (1 without)
+)
 
-def sspo_metrics(stats: SSPOLossStats) -> dict[str, torch.Tensor]:
-    """Diagnostics of one micro-batch as 0-d tensors (convert with one ``.tolist()``: one device sync).
 
-    Weighting (spec §7): ``clipfrac_*``, ``pg_*``, ``ppo_kl`` over valid tokens; ``segment_clipfrac``,
+def sspo_metric_sums(stats: SSPOLossStats) -> torch.Tensor:
+    """Every reduction the metrics are built from, as one vector on the loss's device (no sync).
+
+    The token flags are reduced per row in one stacked sum, the segment statistics in one stacked sum, min
+    and max; :func:`sspo_metrics_from_sums` does the scalar arithmetic on the host after the one copy, so
+    no kernel is launched per metric. Layout: :data:`METRIC_SUMS`. Shape: (17,), dtype of ℓ (≥ float32).
+    """
+    seg = stats.segments
+    mask = seg.mask
+    dtype = torch.promote_types(stats.token_log_ratio.dtype, torch.float32)
+    # PPO clip needs A ≠ 0: at 1 + ε_high when A > 0 (the high bound), at 1 − ε_low when A < 0
+    high = stats.ppo_clipped & (stats.advantages > 0)
+    clipped = stats.ppo_clipped | stats.dual_clipped  # zero-gradient tokens
+    flags = torch.stack([mask, stats.ppo_clipped, high, stats.dual_clipped, clipped])  # (5, B, T) bool, 1 byte
+    row_log_ratio = stats.token_log_ratio.sum(dim=1, dtype=dtype).unsqueeze(0)  # (1, B)
+    rows = torch.cat([flags.sum(dim=2, dtype=dtype), row_log_ratio])  # (6, B) row sums
+
+    has_tok = rows[0] > 0  # (B,)
+    row_flags = torch.stack([has_tok, has_tok & (rows[4] == rows[0]), has_tok & (rows[4] == 0)])  # (3, B)
+
+    valid = seg.counts.clamp(max=1).to(dtype)  # (B·T,) 1 for used segment ids
+    share = seg.sum(clipped.to(dtype)) / seg.denominators  # (B·T,) clipped share of segment tokens, 0 if unused
+    scale = stats.scale.to(dtype) if stats.scale is not None else valid  # g per segment
+    unused = (1.0 - valid) * _BIG  # (B·T,)
+    ext = torch.stack([stats.seg_log_ratio.to(dtype), scale])  # (2, B·T)
+    return torch.cat([
+        rows.sum(dim=1),  # n_tok .. sum_log_ratio
+        row_flags.to(dtype).sum(dim=1),  # n_rows ..
+        torch.stack([valid, share, scale * valid]).sum(dim=1),  # n_seg, sum_seg_clipped_share, sum_scale
+        seg.counts.to(dtype).amax().unsqueeze(0),  # max_seg_len
+        (ext + unused).amin(dim=1),  # min_m, min_scale
+        (ext - unused).amax(dim=1),  # max_m, max_scale
+    ])
+
+
+def sspo_metrics_from_sums(sums) -> dict[str, float]:
+    """The metrics (spec §7) from :func:`sspo_metric_sums` once on the host (any sequence of numbers).
+
+    Weighting: ``clipfrac_*``, ``pg_*``, ``ppo_kl`` over valid tokens; ``segment_clipfrac``,
     ``segment_len_*``, ``ratio_*`` (the segment ratio exp(min(m, 10))), ``eps_scale_*`` over segments;
     ``seq_*``, ``segments_per_seq`` over responses with at least one valid token. A token counts as
     *clipped* when the clip zeroes its gradient: PPO clip at either bound, or the dual clip. With no valid
     token, fractions and counts are 0 and ratio/scale statistics 1.
     """
-    seg = stats.segments
-    mask = seg.mask
-    f32 = torch.float32
-    n_tok = mask.sum().to(f32)
-    n_tok_1 = n_tok.clamp(min=1)
+    values = [float(x) for x in sums]
+    if len(values) != len(METRIC_SUMS):
+        raise ValueError(f"expected {len(METRIC_SUMS)} sums ({', '.join(METRIC_SUMS)}), got {len(values)}")
+    v = dict(zip(METRIC_SUMS, values))
+    n_tok, n_seg, n_rows = max(v["n_tok"], 1.0), max(v["n_seg"], 1.0), max(v["n_rows"], 1.0)
+    any_tok = v["n_tok"] > 0
 
-    ppo = _as_float(stats.ppo_clipped)  # (B, T)
-    clipped = _as_float(stats.ppo_clipped | stats.dual_clipped)  # (B, T) zero-gradient tokens
-    n_ppo = ppo.sum()
-    # PPO clip needs A ≠ 0: at 1 + ε_high when A > 0, at 1 − ε_low when A < 0, so Σ ppo·sign(A) = n_high − n_low
-    n_high = (n_ppo + (ppo * torch.sign(stats.advantages).to(f32)).sum()) / 2
-
-    valid = seg.counts.clamp(max=1)  # (B·T,) 1.0 for used segment ids
-    n_seg = valid.sum()
-    n_seg_1 = n_seg.clamp(min=1)
-    segment_clipfrac = (seg.sum(clipped) / seg.denominators).sum() / n_seg_1  # Σ_seg clipped share of tokens
-
-    row_tokens = mask.sum(dim=1).to(f32)  # (B,)
-    row_clipped = clipped.sum(dim=1)  # (B,)
-    rows = row_tokens > 0
-    n_rows = rows.sum().clamp(min=1).to(f32)
-
-    unused = (1.0 - valid) * _BIG  # (B·T,)
-    m = stats.seg_log_ratio.to(f32)
-    one = torch.ones((), dtype=f32, device=mask.device)
-    any_tok = n_tok > 0
-    if stats.scale is not None:
-        g = stats.scale.to(f32)
-        eps_scale = ((g * valid).sum() / n_seg_1, (g + unused).amin(), (g - unused).amax())
-    else:
-        eps_scale = (one, one, one)
+    def or_one(x):
+        return x if any_tok else 1.0
 
     return {
-        "pg_clipfrac": n_ppo / n_tok_1,
-        "pg_clipfrac_lower": stats.dual_clipped.sum().to(f32) / n_tok_1,
-        "ppo_kl": -stats.token_log_ratio.sum().to(f32) / n_tok_1,
-        "clipfrac_high": n_high / n_tok_1,
-        "clipfrac_low": (n_ppo - n_high) / n_tok_1,
-        "segment_clipfrac": segment_clipfrac,
-        "seq_all_clipped_frac": ((row_clipped == row_tokens) & rows).sum() / n_rows,
-        "seq_none_clipped_frac": ((row_clipped == 0) & rows).sum() / n_rows,
-        "segments_per_seq": n_seg / n_rows,  # Σ_rows segments = all segments
-        "segment_len_mean": n_tok / n_seg_1,
-        "segment_len_max": seg.counts.amax(),
-        "ratio_min": torch.where(any_tok, torch.exp((m + unused).amin().clamp(max=LOG_RATIO_MAX)), one),
-        "ratio_max": torch.where(any_tok, torch.exp((m - unused).amax().clamp(max=LOG_RATIO_MAX)), one),
-        "eps_scale_mean": torch.where(any_tok, eps_scale[0], one),
-        "eps_scale_min": torch.where(any_tok, eps_scale[1], one),
-        "eps_scale_max": torch.where(any_tok, eps_scale[2], one),
+        "pg_clipfrac": v["n_ppo"] / n_tok,
+        "pg_clipfrac_lower": v["n_dual"] / n_tok,
+        "ppo_kl": -v["sum_log_ratio"] / n_tok,
+        "clipfrac_high": v["n_high"] / n_tok,
+        "clipfrac_low": (v["n_ppo"] - v["n_high"]) / n_tok,
+        "segment_clipfrac": v["sum_seg_clipped_share"] / n_seg,
+        "seq_all_clipped_frac": v["n_rows_all_clipped"] / n_rows,
+        "seq_none_clipped_frac": v["n_rows_none_clipped"] / n_rows,
+        "segments_per_seq": v["n_seg"] / n_rows,  # Σ_rows segments = all segments
+        "segment_len_mean": v["n_tok"] / n_seg,
+        "segment_len_max": v["max_seg_len"],
+        "ratio_min": or_one(math.exp(min(v["min_m"], LOG_RATIO_MAX))),
+        "ratio_max": or_one(math.exp(min(v["max_m"], LOG_RATIO_MAX))),
+        "eps_scale_mean": or_one(v["sum_scale"] / n_seg),
+        "eps_scale_min": or_one(v["min_scale"]),
+        "eps_scale_max": or_one(v["max_scale"]),
     }
+
+
+def sspo_metrics(stats: SSPOLossStats) -> dict[str, float]:
+    """The metrics of one micro-batch as floats: :func:`sspo_metric_sums`, one device-to-host copy, and
+    :func:`sspo_metrics_from_sums`."""
+    return sspo_metrics_from_sums(sspo_metric_sums(stats).tolist())
