@@ -210,7 +210,9 @@ def sspo_metric_sums(stats: SSPOLossStats) -> torch.Tensor:
     # PPO clip needs A ≠ 0: at 1 + ε_high when A > 0 (the high bound), at 1 − ε_low when A < 0
     high = stats.ppo_clipped & (stats.advantages > 0)
     clipped = stats.ppo_clipped | stats.dual_clipped  # zero-gradient tokens
-    flags = torch.stack([mask, stats.ppo_clipped, high, stats.dual_clipped, clipped])  # (5, B, T) bool, 1 byte
+    # bool flags summed through a uint8 view with the cast inside the reduction: no float copy of the flags
+    # (the CPU's fast path; on CUDA the same single kernel as on bool)
+    flags = torch.stack([mask, stats.ppo_clipped, high, stats.dual_clipped, clipped]).view(torch.uint8)  # (5, B, T)
     row_log_ratio = stats.token_log_ratio.sum(dim=1, dtype=dtype).unsqueeze(0)  # (1, B)
     rows = torch.cat([flags.sum(dim=2, dtype=dtype), row_log_ratio])  # (6, B) row sums
 
@@ -218,7 +220,7 @@ def sspo_metric_sums(stats: SSPOLossStats) -> torch.Tensor:
     row_flags = torch.stack([has_tok, has_tok & (rows[4] == rows[0]), has_tok & (rows[4] == 0)])  # (3, B)
 
     valid = seg.counts.clamp(max=1).to(dtype)  # (B·T,) 1 for used segment ids
-    share = seg.sum(clipped.to(dtype)) / seg.denominators  # (B·T,) clipped share of segment tokens, 0 if unused
+    share = seg.sum(clipped.view(torch.uint8).to(dtype)) / seg.denominators  # (B·T,) clipped share, 0 if unused
     scale = stats.scale.to(dtype) if stats.scale is not None else valid  # g per segment
     unused = (1.0 - valid) * _BIG  # (B·T,)
     ext = torch.stack([stats.seg_log_ratio.to(dtype), scale])  # (2, B·T)
