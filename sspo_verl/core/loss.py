@@ -192,17 +192,18 @@ _BIG = 1e30  # pushes unused segment ids out of min/max without where() on a boo
 METRIC_SUMS = (
     "n_tok", "n_ppo", "n_high", "n_dual", "n_clipped", "sum_log_ratio",  # over valid tokens
     "n_rows", "n_rows_all_clipped", "n_rows_none_clipped",  # over responses with a valid token
-    "n_seg", "sum_seg_clipped_share", "sum_scale", "max_seg_len",  # over used segments
-    "min_m", "min_scale", "max_m", "max_scale",  # m = log segment ratio, g = entropy scale (1 without)
+    "n_seg", "sum_seg_clipped_share", "max_seg_len", "min_m", "max_m",  # over used segments; m = log ratio
+    "sum_scale", "min_scale", "max_scale",  # entropy scale g over used segments (n_seg, 1, 1 without)
 )
 
 
 def sspo_metric_sums(stats: SSPOLossStats) -> torch.Tensor:
     """Every reduction the metrics are built from, as one vector on the loss's device (no sync).
 
-    The token flags are reduced per row in one stacked sum, the segment statistics in one stacked sum, min
-    and max; :func:`sspo_metrics_from_sums` does the scalar arithmetic on the host after the one copy, so
-    no kernel is launched per metric. Layout: :data:`METRIC_SUMS`. Shape: (17,), dtype of ℓ (≥ float32).
+    The token flags are reduced per row in one stacked sum, each segment statistic in one reduction (no
+    stacked copy of the per-segment tensors); :func:`sspo_metrics_from_sums` does the per-metric arithmetic
+    on the host after the one copy, so no kernel is launched per metric. Layout: :data:`METRIC_SUMS`.
+    Shape: (17,), dtype of ℓ (at least float32).
     """
     seg = stats.segments
     mask = seg.mask
@@ -219,19 +220,25 @@ def sspo_metric_sums(stats: SSPOLossStats) -> torch.Tensor:
     has_tok = rows[0] > 0  # (B,)
     row_flags = torch.stack([has_tok, has_tok & (rows[4] == rows[0]), has_tok & (rows[4] == 0)])  # (3, B)
 
-    valid = seg.counts.clamp(max=1).to(dtype)  # (B·T,) 1 for used segment ids
-    share = seg.sum(clipped.view(torch.uint8).to(dtype)) / seg.denominators  # (B·T,) clipped share, 0 if unused
-    scale = stats.scale.to(dtype) if stats.scale is not None else valid  # g per segment
-    unused = (1.0 - valid) * _BIG  # (B·T,)
-    ext = torch.stack([stats.seg_log_ratio.to(dtype), scale])  # (2, B·T)
-    return torch.cat([
-        rows.sum(dim=1),  # n_tok .. sum_log_ratio
-        row_flags.to(dtype).sum(dim=1),  # n_rows ..
-        torch.stack([valid, share, scale * valid]).sum(dim=1),  # n_seg, sum_seg_clipped_share, sum_scale
-        seg.counts.to(dtype).amax().unsqueeze(0),  # max_seg_len
-        (ext + unused).amin(dim=1),  # min_m, min_scale
-        (ext - unused).amax(dim=1),  # max_m, max_scale
-    ])
+    valid = seg.counts.clamp(max=1)  # (B·T,) 1 for used segment ids
+    unused = (1.0 - valid) * _BIG  # (B·T,) pushes unused ids out of min / max
+    m = stats.seg_log_ratio
+    n_seg = valid.sum(dtype=dtype)
+    segment = [
+        n_seg,
+        (seg.sum(clipped.view(torch.uint8).to(dtype)) / seg.denominators).sum(),  # Σ clipped share, 0 if unused
+        seg.counts.amax(),
+        (m + unused).amin(),
+        (m - unused).amax(),
+    ]
+    if stats.scale is not None:
+        g = stats.scale
+        segment += [(g * valid).sum(dtype=dtype), (g + unused).amin(), (g - unused).amax()]
+    else:
+        one = n_seg.new_ones(())
+        segment += [n_seg, one, one]
+    return torch.cat([rows.sum(dim=1), row_flags.view(torch.uint8).sum(dim=1, dtype=dtype),
+                      torch.stack(segment).to(dtype)])
 
 
 def sspo_metrics_from_sums(sums) -> dict[str, float]:
