@@ -100,6 +100,17 @@ class StubCluster:
             text=True,
         )
 
+    def signal_when(self, ready: str, sig: int, *args: str, **env: str | None) -> tuple[int, str]:
+        """Start the script, send ``sig`` once ``stub_dir/ready`` exists, return (exit status, stderr)."""
+        proc = self.start(*args, **env)
+        try:
+            self.wait_for_file(self.stub_dir / ready)
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+        return proc.returncode, err
+
     def wait_for_file(self, path: Path, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while not path.exists():

@@ -250,14 +250,9 @@ def test_head_name_resolving_to_loopback_falls_back_to_interface_addresses(tmp_p
 
 def test_time_limit_requeues_without_progress_check_when_disabled(tmp_path):
     cluster = StubCluster(tmp_path, 1)
-    proc = cluster.start(STUB_TRAIN_BLOCK="1", REQUEUE_REQUIRES_PROGRESS="0")
-    try:
-        cluster.wait_for_file(cluster.stub_dir / "train-started")
-        proc.send_signal(signal.SIGUSR1)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
+    returncode, err = cluster.signal_when("train-started", signal.SIGUSR1, STUB_TRAIN_BLOCK="1",
+                                          REQUEUE_REQUIRES_PROGRESS="0")
+    assert returncode == 0, err
     assert [c.args for c in cluster.calls("scontrol") if c.args[0] == "requeue"] == [("requeue", "1001")]
 
 
@@ -317,14 +312,8 @@ def test_gpus_from_typed_slurm_gpus_per_node(tmp_path):
 
 def test_sigterm_stops_trainer_and_cluster_without_requeue(tmp_path):
     cluster = StubCluster(tmp_path, 2)
-    proc = cluster.start(STUB_TRAIN_BLOCK="1")
-    try:
-        cluster.wait_for_file(cluster.stub_dir / "train-started")
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143
+    returncode, err = cluster.signal_when("train-started", signal.SIGTERM, STUB_TRAIN_BLOCK="1")
+    assert returncode == 143
     assert "preempted or cancelled" in err
     assert [c.args for c in cluster.calls("event") if c.name == "event" and c.args == ("train-stopped",)]
     assert not [c for c in cluster.calls("scontrol") if c.args[0] == "requeue"]
@@ -333,14 +322,9 @@ def test_sigterm_stops_trainer_and_cluster_without_requeue(tmp_path):
 
 def test_time_limit_requeues_when_a_checkpoint_was_written(tmp_path):
     cluster = StubCluster(tmp_path, 2)
-    proc = cluster.start(STUB_TRAIN_BLOCK="1", STUB_TRAIN_CKPT_STEP="20", SLURM_JOB_ID="777")
-    try:
-        cluster.wait_for_file(cluster.stub_dir / "train-started")
-        proc.send_signal(signal.SIGUSR1)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
+    returncode, err = cluster.signal_when("train-started", signal.SIGUSR1, STUB_TRAIN_BLOCK="1",
+                                          STUB_TRAIN_CKPT_STEP="20", SLURM_JOB_ID="777")
+    assert returncode == 0, err
     assert "checkpoint advanced none -> 20: requeueing job 777" in err
     requeue = _only([c for c in cluster.calls("scontrol") if c.args[0] == "requeue"])
     assert requeue.args == ("requeue", "777")
@@ -352,14 +336,8 @@ def test_time_limit_requeues_when_a_checkpoint_was_written(tmp_path):
 
 def test_time_limit_without_new_checkpoint_does_not_requeue(tmp_path):
     cluster = StubCluster(tmp_path, 2)
-    proc = cluster.start(STUB_TRAIN_BLOCK="1")
-    try:
-        cluster.wait_for_file(cluster.stub_dir / "train-started")
-        proc.send_signal(signal.SIGUSR1)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1
+    returncode, err = cluster.signal_when("train-started", signal.SIGUSR1, STUB_TRAIN_BLOCK="1")
+    assert returncode == 1
     assert "wrote no new checkpoint" in err and "lower trainer.save_freq" in err
     assert not [c for c in cluster.calls("scontrol") if c.args[0] == "requeue"]
     cluster.assert_torn_down()
@@ -367,14 +345,9 @@ def test_time_limit_without_new_checkpoint_does_not_requeue(tmp_path):
 
 def test_signal_while_waiting_for_nodes_tears_down(tmp_path):
     cluster = StubCluster(tmp_path, 2)
-    proc = cluster.start(STUB_DEAD_NODES="gpu002", NODE_WAIT_TIMEOUT="60")
-    try:
-        cluster.wait_for_file(cluster.stub_dir / "pids" / "ray-gpu002")
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err
+    returncode, err = cluster.signal_when("pids/ray-gpu002", signal.SIGTERM, STUB_DEAD_NODES="gpu002",
+                                          NODE_WAIT_TIMEOUT="60")
+    assert returncode == 143, err
     assert not cluster.calls("sspo-train")
     cluster.assert_torn_down()
 
