@@ -9,7 +9,11 @@ A CPU run (``trainer.device=cpu``, ``hardware=cpu``) needs, in every process:
 
 and a Ray cluster that verl can schedule on:
 
-* ``address=local`` — a private local Ray instance; a CPU run never joins another user's cluster.
+* ``address=local`` — a private local Ray instance; a CPU run never joins another user's cluster. A config that
+  names a running cluster (``ray_kwargs.ray_init.address=HEAD:PORT``, as ``recipes/slurm/train.sbatch`` passes)
+  joins it instead and may span its nodes (``trainer.nnodes > 1``); its slots are then the ones each node's
+  ``ray start --num-cpus/--num-gpus`` declared, and ``num_cpus`` / ``num_gpus`` must be null (Ray refuses them
+  from a driver that joins).
 * ``num_gpus=<ranks>`` — logical GPU slots: verl's placement groups ask for one ``GPU`` per trainer rank; no
   GPU is touched.
 * ``num_cpus`` — logical CPU slots, at least :func:`required_ray_cpus`. The V1 trainer's TransferQueue starts
@@ -130,9 +134,15 @@ def apply_to_config(config) -> dict[str, Any]:
     device = _get(config, "trainer.device")
     if device != "cpu":
         problems.append(f"trainer.device={device!r}: the CPU backend needs trainer.device=cpu (hardware=cpu).")
+    address = _get(config, "ray_kwargs.ray_init.address")
+    joins = address not in (None, "", "local")  # a running cluster given by address
     nnodes = int(_get(config, "trainer.nnodes", 1))
-    if nnodes != 1:
-        problems.append(f"trainer.nnodes={nnodes}: the CPU backend runs on one machine; set trainer.nnodes=1.")
+    if nnodes != 1 and not joins:
+        problems.append(
+            f"trainer.nnodes={nnodes}: without a running Ray cluster the CPU backend runs on one machine; set "
+            "trainer.nnodes=1, or join one with ray_kwargs.ray_init.address=HEAD:PORT (as recipes/slurm/train.sbatch "
+            "does)."
+        )
     n_ranks = int(_get(config, "trainer.n_gpus_per_node", 1)) * nnodes
     rollout = _get(config, "actor_rollout_ref.rollout.name")
     if rollout != "hf":
@@ -173,6 +183,16 @@ def apply_to_config(config) -> dict[str, Any]:
     storage_units = int(_get(config, "transfer_queue.backend.SimpleStorage.num_data_storage_units", 8))
     need = required_ray_cpus(n_ranks, storage_units)
     num_cpus = _get(config, "ray_kwargs.ray_init.num_cpus")
+    num_gpus = _get(config, "ray_kwargs.ray_init.num_gpus")
+    if joins:
+        for key, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+            if value is not None:
+                problems.append(
+                    f"ray_kwargs.ray_init.{key}={value} with ray_kwargs.ray_init.address={address}: Ray refuses {key} "
+                    f"from a driver that joins a running cluster (its `ray start --{key.replace('_', '-')}` counts); "
+                    f"set ray_kwargs.ray_init.{key}=null."
+                )
+        num_cpus = num_gpus = None
     if num_cpus is not None and int(num_cpus) < need:
         problems.append(
             f"ray_kwargs.ray_init.num_cpus={num_cpus} is below the {need} logical CPUs this run's Ray actors reserve "
@@ -181,7 +201,6 @@ def apply_to_config(config) -> dict[str, Any]:
             f"{max(DEFAULT_RAY_NUM_CPUS, need)} (logical slots, not cores) or lower "
             "transfer_queue.backend.SimpleStorage.num_data_storage_units."
         )
-    num_gpus = _get(config, "ray_kwargs.ray_init.num_gpus")
     if num_gpus is not None and int(num_gpus) < n_ranks:
         problems.append(
             f"ray_kwargs.ray_init.num_gpus={num_gpus}: verl places one (logical) GPU per trainer rank; the run has "
@@ -201,7 +220,7 @@ def apply_to_config(config) -> dict[str, Any]:
                 sampler.path, sampler.name = None, None
                 applied["trainer.v1.sampler.custom_sampler"] = "verl's own (DAPO filtering or asynchronous mode)"
         ray_init = config.ray_kwargs.ray_init
-        for key in ("address", "num_cpus", "num_gpus", "include_dashboard"):
+        for key in ("include_dashboard",) if joins else ("address", "num_cpus", "num_gpus", "include_dashboard"):
             if ray_init.get(key) is None:
                 ray_init[key] = settings[key]
                 applied[f"ray_kwargs.ray_init.{key}"] = settings[key]

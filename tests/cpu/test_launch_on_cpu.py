@@ -94,6 +94,30 @@ def test_apply_to_config_refuses_what_cannot_run_on_cpu(compose, overrides, fix)
     assert fix in str(err.value)
 
 
+def test_apply_to_config_joins_a_cluster_given_by_address(compose):
+    """recipes/slurm/train.sbatch's overrides: the trainer joins the job's Ray cluster and spans its nodes."""
+    cfg = compose("trainer.nnodes=2", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
+                  "ray_kwargs.ray_init.address=10.0.0.1:6379", "ray_kwargs.ray_init.num_cpus=null",
+                  "ray_kwargs.ray_init.num_gpus=null")
+    applied = launch.apply_to_config(cfg)
+    ray_init = cfg.ray_kwargs.ray_init
+    assert ray_init.address == "10.0.0.1:6379"  # not replaced by a private local instance
+    assert ray_init.num_cpus is None and ray_init.num_gpus is None  # the cluster's own slots
+    assert not [k for k in applied if k.split(".")[-1] in ("address", "num_cpus", "num_gpus")]
+    assert ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"
+
+
+@pytest.mark.parametrize("key", ["num_cpus", "num_gpus"])
+def test_apply_to_config_refuses_slots_from_a_joining_driver(compose, key):
+    other = "num_gpus" if key == "num_cpus" else "num_cpus"
+    cfg = compose("ray_kwargs.ray_init.address=10.0.0.1:6379", f"ray_kwargs.ray_init.{key}=32",
+                  f"ray_kwargs.ray_init.{other}=null")
+    with pytest.raises(CPUConfigError) as err:
+        launch.apply_to_config(cfg)
+    assert f"ray_kwargs.ray_init.{key}=32 with ray_kwargs.ray_init.address=10.0.0.1:6379" in str(err.value)
+    assert f"set ray_kwargs.ray_init.{key}=null" in str(err.value)
+
+
 def test_cli_overrides_compose_over_verls_own_config():
     import verl
     from hydra import compose, initialize_config_dir
