@@ -1,0 +1,59 @@
+"""Pre-flight checks: a wrong training config fails in the driver, before Ray starts, with the fix in the message.
+
+``sspo-train`` runs :func:`run_preflight` on every composed config (each job of a multirun). verl itself checks
+little before its workers start: a misspelt ``loss_mode`` fails at the first update inside a Ray worker, a
+cluster with fewer GPUs than ``trainer.nnodes × n_gpus_per_node`` makes verl wait for them.
+
+Public API:
+    run_preflight(config, ...) -> PreflightReport   run every check, apply the documented fixes in place, log;
+                                                    raise PreflightError on errors
+    CHECKS                                          the checks in the order they run (runner.py)
+    Context                                         what a check gets: ctx.get(key), ctx.error / warning / fix
+    PreflightReport, Finding, PreflightError
+    POLICY_LOSSES, ADV_ESTIMATORS                   what the checks know of verl's losses and estimators
+    count_visible_gpus, probe_ray_cluster           this machine's GPUs, a Ray cluster's GPUs per node
+
+Adding a check: write ``def check_x(ctx: Context) -> None`` in the module of its concern (or a new one), report
+with ``ctx.error("x", message)`` (the message names the key and the fix), and list it in ``runner.CHECKS``.
+
+Checks, in order (the ``check`` name of each finding; module):
+    registry        loss_mode / adv_estimator not registered in verl → error listing the registered ones (algorithm)
+    sspo_config     loss_mode=sspo without ``policy_loss._target_=sspo_verl.SSPOPolicyLossConfig`` → error;
+                    ``tokenizer_path`` unset → fix: the model's tokenizer path (``model.tokenizer_path``, else
+                    ``model.path``); entropy clipping on with ``calculate_entropy=false`` → fix: enable it
+                    (logged; chosen over refusing because entropy is a by-product of the forward pass the loss
+                    needs anyway and ``entropy_clip=false`` is the explicit way to run without it) (algorithm)
+    on_policy       a ratio-based loss with one mini-batch per rollout batch and one epoch (synchronous
+                    trainer): every ratio is 1 and GRPO / GSPO / SSPO give the same gradient → loud warning
+    clip_scale      GSPO (a sequence-level ratio) with GRPO-scale ε, or a token/subsentence ratio with
+                    GSPO-scale ε → warning (quiet for a preset that declares that scale on purpose: gspo_wide)
+    preset          loss_mode differs from the algorithm preset's, or a loss_agg_mode the preset's paper did not
+                    use → warning
+    group_size      a group-relative advantage estimator with rollout.n < 2 → warning
+    files           data.train_files / data.val_files / a local model path / the reward module missing → error
+    cluster         trainer.nnodes × n_gpus_per_node against Slurm's allocation, a Ray cluster given by address
+                    (queried in a subprocess with a timeout; Ray is not started), or the GPUs visible here
+    verl            verl's own ``validate_config`` (verl.utils.config) on a copy of the config (validate)
+
+Thresholds are [ours]: ε below ``SEQUENCE_SCALE_EPS`` (0.01) counts as sequence scale (the GSPO paper uses
+3e-4 / 4e-4), at or above it as token scale (GRPO: 0.2 / 0.28).
+"""
+
+from sspo_verl.preflight.context import Context, Finding, PreflightError, PreflightReport
+from sspo_verl.preflight.algorithm import ADV_ESTIMATORS, POLICY_LOSSES, SEQUENCE_SCALE_EPS
+from sspo_verl.preflight.cluster import count_visible_gpus, probe_ray_cluster
+from sspo_verl.preflight.runner import CHECKS, run_preflight
+
+__all__ = [
+    "ADV_ESTIMATORS",
+    "CHECKS",
+    "POLICY_LOSSES",
+    "SEQUENCE_SCALE_EPS",
+    "Context",
+    "Finding",
+    "PreflightError",
+    "PreflightReport",
+    "count_visible_gpus",
+    "probe_ray_cluster",
+    "run_preflight",
+]

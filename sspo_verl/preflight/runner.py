@@ -1,0 +1,85 @@
+"""The pre-flight run: every check of :data:`CHECKS` in order on one config, the findings logged, errors raised."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Optional
+
+from omegaconf import DictConfig
+
+from sspo_verl.preflight import algorithm, cluster, files, validate
+from sspo_verl.preflight.context import ClusterProbe, Context, GpuCounter, PreflightError, PreflightReport
+
+__all__ = ["CHECKS", "run_preflight"]
+
+logger = logging.getLogger("sspo_verl.preflight")
+if logger.level == logging.NOTSET:  # verl lowers the root logger to WARNING; fixes are logged at WARNING anyway
+    logger.setLevel(logging.INFO)
+
+# Every check, in the order they run. A check is ``fn(ctx: Context) -> None``: it reads ``ctx.get(key)`` and
+# reports through ``ctx.error`` / ``ctx.warning`` / ``ctx.fix``; it returns early when its ``preflight.*`` switch
+# is off. Add a check by writing such a function in the module of its concern and listing it here.
+CHECKS: tuple[Callable[[Context], None], ...] = (
+    algorithm.check_registry,
+    algorithm.check_sspo_config,
+    algorithm.check_on_policy,
+    algorithm.check_clip_scale,
+    algorithm.check_preset,
+    algorithm.check_group_size,
+    files.check_files,
+    cluster.check_cluster,
+    validate.check_verl,  # last: only when nothing else failed
+)
+
+
+def run_preflight(
+    config: DictConfig,
+    *,
+    env: Optional[Mapping[str, str]] = None,
+    gpu_counter: GpuCounter = cluster.count_visible_gpus,
+    cluster_probe: ClusterProbe = cluster.probe_ray_cluster,
+    raise_on_error: bool = True,
+) -> PreflightReport:
+    """Check a composed training config, apply the documented fixes in place, log every finding.
+
+    Args:
+        config: the composed ``sspo_trainer`` config (``DictConfig``); fixes are written into it.
+        env: environment to read Slurm / Ray / CUDA variables from (default ``os.environ``).
+        gpu_counter: how to count the GPUs visible here (tests pass a fake).
+        cluster_probe: how to ask a Ray cluster for its GPUs per node (tests pass a fake).
+        raise_on_error: raise :class:`PreflightError` when there are errors (or warnings with
+            ``preflight.strict=true``); otherwise only return them.
+
+    Returns:
+        The report: every error, warning and fix.
+    """
+    ctx = Context(
+        config=config,
+        report=PreflightReport(),
+        env=os.environ if env is None else env,
+        gpu_counter=gpu_counter,
+        cluster_probe=cluster_probe,
+    )
+    for check in CHECKS:
+        check(ctx)
+    report = ctx.report
+
+    for finding in report.fixes:
+        logger.warning("sspo-train pre-flight set a value: %s", finding.message)
+    for finding in report.warnings:
+        if finding.check == "on_policy":
+            bar = "!" * 100
+            logger.warning("\n%s\n%s\n%s", bar, finding.message, bar)
+        else:
+            logger.warning("sspo-train pre-flight warning [%s]: %s", finding.check, finding.message)
+    strict = bool(ctx.get("preflight.strict", False))
+    blocking = report.errors + (report.warnings if strict else [])
+    if not blocking:
+        logger.info(
+            "sspo-train pre-flight passed (%d warning(s), %d fix(es))", len(report.warnings), len(report.fixes)
+        )
+    elif raise_on_error:
+        raise PreflightError(blocking)
+    return report

@@ -1,0 +1,123 @@
+"""sspo_verl.preflight.algorithm: registry names, SSPO's typed config, and the settings under which an algorithm comparison compares nothing."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.preflight.configs import ALGORITHMS, check, messages
+
+
+def test_unknown_loss_mode_and_estimator_list_the_registered_ones(data_dir):
+    _, report = check(["algorithm=grpo", "actor_rollout_ref.actor.policy_loss.loss_mode=vanila"])
+    (msg,) = messages(report, "registry", "error")
+    assert "'vanila'" in msg and "vanilla" in msg and "sspo" in msg and "gspo" in msg and "algorithm=" in msg
+    _, report = check(["algorithm.adv_estimator=grpo_typo"])
+    (msg,) = messages(report, "registry", "error")
+    assert "'grpo_typo'" in msg and "grpo" in msg and "sspo" in msg and "rloo" in msg
+
+
+def test_sspo_loss_without_its_typed_config_is_refused(data_dir):
+    _, report = check(["algorithm=grpo", "actor_rollout_ref.actor.policy_loss.loss_mode=sspo"])
+    (msg,) = messages(report, "sspo_config", "error")
+    assert "sspo_verl.SSPOPolicyLossConfig" in msg and "algorithm=sspo" in msg
+
+
+def test_sspo_tokenizer_path_defaults_to_the_model(data_dir):
+    cfg, report = check(["algorithm=sspo", "actor_rollout_ref.model.path=Qwen/Qwen2.5-Math-7B"])
+    assert cfg.actor_rollout_ref.actor.policy_loss.tokenizer_path == "Qwen/Qwen2.5-Math-7B"
+    assert any("tokenizer_path was unset" in m for m in messages(report, "sspo_config", "fix"))
+    cfg, _ = check(["actor_rollout_ref.model.tokenizer_path=org/tok"])
+    assert cfg.actor_rollout_ref.actor.policy_loss.tokenizer_path == "org/tok"
+    cfg, report = check(["actor_rollout_ref.actor.policy_loss.tokenizer_path=my/tok"])
+    assert cfg.actor_rollout_ref.actor.policy_loss.tokenizer_path == "my/tok"
+    assert messages(report, "sspo_config") == []
+
+
+def test_sspo_entropy_clipping_without_entropy_enables_it(data_dir):
+    cfg, report = check(["actor_rollout_ref.actor.calculate_entropy=false"])
+    assert cfg.actor_rollout_ref.actor.calculate_entropy is True
+    (msg,) = [m for m in messages(report, "sspo_config", "fix") if "entropy" in m]
+    assert "calculate_entropy=true" in msg and "entropy_clip=false" in msg
+    cfg, report = check(
+        ["actor_rollout_ref.actor.calculate_entropy=false", "actor_rollout_ref.actor.policy_loss.entropy_clip=false"]
+    )
+    assert cfg.actor_rollout_ref.actor.calculate_entropy is False
+    assert not [m for m in messages(report, "sspo_config") if "entropy" in m]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_fully_on_policy_ratio_loss_warns_loudly(data_dir, algorithm, caplog):
+    with caplog.at_level(logging.WARNING, logger="sspo_verl.preflight"):
+        _, report = check([f"algorithm={algorithm}", "num_mini_batches=1"])
+    (msg,) = messages(report, "on_policy", "warning")
+    assert "FULLY ON-POLICY" in msg and "same gradient" in msg and "num_mini_batches=4" in msg
+    assert "!" * 100 in caplog.text
+    _, report = check([f"algorithm={algorithm}", "actor_rollout_ref.actor.ppo_mini_batch_size=1024"])
+    assert messages(report, "on_policy", "warning")
+    # More than one epoch, more than one mini-batch, or an asynchronous trainer: ratios move, quiet.
+    for quiet in (["num_mini_batches=1", "actor_rollout_ref.actor.ppo_epochs=2"], ["num_mini_batches=2"],
+                  ["num_mini_batches=1", "trainer.v1.trainer_mode=colocate_async"]):
+        _, report = check([f"algorithm={algorithm}", *quiet])
+        assert messages(report, "on_policy") == [], quiet
+
+
+def test_gspo_with_grpo_scale_clip_warns_unless_the_preset_says_so(data_dir):
+    _, report = check(["algorithm=gspo", "actor_rollout_ref.actor.clip_ratio_low=0.2",
+                       "actor_rollout_ref.actor.clip_ratio_high=0.28"])
+    (msg,) = messages(report, "clip_scale", "warning")
+    assert "GRPO-scale" in msg and "algorithm=gspo_wide" in msg and "3e-4 / 4e-4" in msg
+    _, report = check(["algorithm=gspo_wide"])
+    assert messages(report, "clip_scale") == []
+    _, report = check(["algorithm=gspo"])
+    assert messages(report, "clip_scale") == []
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "sspo"])
+def test_token_level_ratio_with_gspo_scale_clip_warns(data_dir, algorithm):
+    _, report = check([f"algorithm={algorithm}", "actor_rollout_ref.actor.clip_ratio_low=3e-4",
+                       "actor_rollout_ref.actor.clip_ratio_high=4e-4"])
+    (msg,) = messages(report, "clip_scale", "warning")
+    assert "GSPO-scale" in msg and "0.2 / 0.28" in msg
+
+
+def test_loss_agg_mode_the_papers_did_not_use_warns(data_dir):
+    _, report = check(["algorithm=sspo", "actor_rollout_ref.actor.loss_agg_mode=token-mean"])
+    (msg,) = messages(report, "preset", "warning")
+    assert "'token-mean'" in msg and "seq-mean-token-mean" in msg and "sspo" in msg
+    _, report = check(["algorithm=gspo", "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum"])
+    assert messages(report, "preset", "warning")
+    # GRPO: token-mean (spec §9) and seq-mean-token-mean (the original GRPO) are both a paper's choice.
+    _, report = check(["algorithm=grpo", "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean"])
+    assert messages(report, "preset") == []
+
+
+def test_switching_loss_mode_without_the_preset_warns(data_dir):
+    _, report = check(["algorithm=grpo", "actor_rollout_ref.actor.policy_loss.loss_mode=gspo"])
+    (msg,) = messages(report, "preset", "warning")
+    assert "algorithm=grpo is a preset for loss_mode='vanilla'" in msg
+    # and the clip range is judged by the loss actually used
+    assert messages(report, "clip_scale", "warning")
+
+
+def test_group_estimator_without_a_group_warns(data_dir):
+    _, report = check(["actor_rollout_ref.rollout.n=1"])
+    (msg,) = messages(report, "group_size", "warning")
+    assert "rollout.n=1" in msg and "2 or more" in msg
+    _, report = check(["actor_rollout_ref.rollout.n=2"])
+    assert messages(report, "group_size") == []
+
+
+def test_the_tables_cover_every_name_verl_registers():
+    """A loss or estimator verl adds must be classified in POLICY_LOSSES / ADV_ESTIMATORS (or the on_policy,
+    clip_scale and group_size checks silently skip it)."""
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
+
+    from sspo_verl.adapter.plugin import ensure_registered
+    from sspo_verl.preflight import ADV_ESTIMATORS, POLICY_LOSSES
+
+    ensure_registered()
+    assert set(POLICY_LOSSES) == set(POLICY_LOSS_REGISTRY)
+    assert set(ADV_ESTIMATORS) == set(ADV_ESTIMATOR_REGISTRY)
+    assert {f.clip_scale for f in POLICY_LOSSES.values()} <= {None, "token", "sequence", "granularity"}
