@@ -6,7 +6,7 @@ for a group-relative advantage) or how many optimizer steps one rollout batch fe
 the advantage of every rollout batch with ``verl.trainer.ppo.ray_trainer.compute_advantage`` (V1 through
 ``verl.trainer.ppo.v1.utils.compute_advantage_for_multi_trajectories``), whose ``data`` holds ``uid`` and the
 token-level scores, and then build the step's data metrics once with
-``verl.trainer.ppo.metric_utils.compute_data_metrics``. :func:`install` wraps the two:
+``verl.trainer.ppo.metric_utils.compute_data_metrics``. two patches wrap them:
 
 * ``compute_advantage``: records, for the rows the advantage estimator sees, the number of prompt groups
   (distinct ``uid``), how many of them have zero reward variance, and the row count, in a process-local buffer
@@ -35,13 +35,11 @@ them (verl started directly) the three mini-batch keys are not logged and a warn
 agent loops with ``adv_estimator=grpo`` under V1 pass only each session's final turn to ``compute_advantage``;
 there the row count (and so the mini-batch count) covers final turns only.
 
-Patch discipline (STYLE.md §3, as :mod:`sspo_verl.adapter.microbatch`): one place; idempotent (the wrappers
-carry ``__sspo_verl_wrapped__``); logs once; a RuntimeError if verl moved a target or changed its parameters;
-modules that imported a target by name are rebound; :func:`uninstall` restores verl. Installed by the
+The two wraps are :mod:`sspo_verl.patching` patches (:data:`DATA_METRICS`, :data:`ADVANTAGE`), installed by the
 ``verl.plugins`` entry point in every process that imports verl (only the trainer process ever calls the two).
 
 Public API:
-    install() / uninstall() / is_installed()
+    DATA_METRICS, ADVANTAGE              the patches
     group_statistics(uids, scores)       (num_groups, num_zero_variance_groups) of one batch
     metrics_from_records(records, mini_batch_size, ppo_epochs)   the ``diag/*`` dict of one step
     config_env(config)                   the environment variables ``sspo-train`` sets from a resolved config
@@ -51,22 +49,20 @@ from __future__ import annotations
 
 import collections
 import functools
-import importlib
-import inspect
 import logging
 import os
-import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
+from sspo_verl.patching import Patch
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "diag/"
-MARK = "__sspo_verl_wrapped__"
 ENV_MINI_BATCH_SIZE = "SSPO_PPO_MINI_BATCH_SIZE"
 ENV_PPO_EPOCHS = "SSPO_PPO_EPOCHS"
 # verl 0.9.1's batch padding (verl/trainer/ppo/padding_utils.py, upsample_batch_to_divisible_size) gives every
@@ -74,30 +70,6 @@ ENV_PPO_EPOCHS = "SSPO_PPO_EPOCHS"
 PADDING_UID_PREFIX = "pad"
 PADDING_UID_LEN = len(PADDING_UID_PREFIX) + 32
 MAX_BUFFERED = 4096  # records kept if no trainer drains them (a trainer that never calls compute_data_metrics)
-
-
-@dataclass(frozen=True)
-class _Target:
-    module: str
-    name: str
-    params: tuple[str, ...]
-    importers: tuple[str, ...]  # modules that do `from <module> import <name>`
-
-
-# Order matters: ray_trainer imports compute_data_metrics by name, so metric_utils is patched first.
-DATA_METRICS = _Target(
-    "verl.trainer.ppo.metric_utils",
-    "compute_data_metrics",
-    ("batch", "use_critic"),
-    ("verl.trainer.ppo.ray_trainer", "verl.trainer.ppo.v1.trainer_base"),
-)
-ADVANTAGE = _Target(
-    "verl.trainer.ppo.ray_trainer",
-    "compute_advantage",
-    ("data", "adv_estimator", "gamma", "lam", "num_repeat", "norm_adv_by_std_in_grpo", "config"),
-    ("verl.trainer.ppo.v1.utils",),
-)
-TARGETS = (DATA_METRICS, ADVANTAGE)
 
 
 @dataclass(frozen=True)
@@ -259,7 +231,6 @@ def _wrap_advantage(original):
         _push(record_batch(data))
         return original(data, *args, **kwargs)
 
-    setattr(compute_advantage, MARK, original)
     return compute_advantage
 
 
@@ -269,87 +240,24 @@ def _wrap_data_metrics(original):
         metrics = original(*args, **kwargs)
         return {**metrics, **step_metrics()}
 
-    setattr(compute_data_metrics, MARK, original)
     return compute_data_metrics
 
 
-_WRAPPERS = {ADVANTAGE: _wrap_advantage, DATA_METRICS: _wrap_data_metrics}
-
-
-def _resolve(target: _Target):
-    try:
-        module = importlib.import_module(target.module)
-    except ImportError as e:
-        raise RuntimeError(
-            f"sspo-verl cannot install its driver metrics: {target.module} failed to import ({e}). "
-            "sspo-verl supports verl 0.9.1 only (pip install 'verl[verl-core]==0.9.1')."
-        ) from e
-    fn = getattr(module, target.name, None)
-    if fn is None:
-        raise RuntimeError(
-            f"sspo-verl cannot install its driver metrics: {target.module}.{target.name} does not exist in this "
-            "verl. sspo-verl supports verl 0.9.1 only."
-        )
-    params = tuple(inspect.signature(getattr(fn, MARK, fn)).parameters)
-    if params != target.params:
-        raise RuntimeError(
-            f"sspo-verl cannot install its driver metrics: {target.module}.{target.name} has parameters {params}, "
-            f"expected {target.params} (verl 0.9.1). sspo-verl supports verl 0.9.1 only."
-        )
-    return module, fn
-
-
-def is_installed() -> bool:
-    """True when both targets, and every already-imported module that bound them by name, are the wrappers."""
-    for target in TARGETS:
-        module = sys.modules.get(target.module)
-        if module is None or not hasattr(getattr(module, target.name, None), MARK):
-            return False
-        for name in target.importers:
-            importer = sys.modules.get(name)
-            if importer is not None and not hasattr(getattr(importer, target.name, None), MARK):
-                return False
-    return True
-
-
-def install() -> bool:
-    """Wrap ``compute_data_metrics`` and ``compute_advantage`` (idempotent). True when this call changed anything."""
-    changed = []
-    for target in TARGETS:
-        module, fn = _resolve(target)
-        wrapper = fn
-        if not hasattr(fn, MARK):
-            wrapper = _WRAPPERS[target](fn)
-            setattr(module, target.name, wrapper)
-            changed.append(target.name)
-        for name in target.importers:
-            importer = sys.modules.get(name)
-            if importer is None:
-                continue  # binds the wrapper when it loads
-            bound = getattr(importer, target.name, None)
-            if bound is None:
-                raise RuntimeError(
-                    f"sspo-verl expected {name}.{target.name} (verl 0.9.1); it is gone in this verl"
-                )
-            if not hasattr(bound, MARK):
-                setattr(importer, target.name, wrapper)
-                changed.append(f"{name}.{target.name}")
-    if changed:
-        logger.info("sspo-verl: %s wrapped to log the diag/* driver metrics", ", ".join(changed))
-    return bool(changed)
-
-
-def uninstall() -> None:
-    """Restore verl's functions everywhere and empty the buffer (tests)."""
-    for target in reversed(TARGETS):
-        module = sys.modules.get(target.module)
-        fn = getattr(module, target.name, None) if module else None
-        original: Any = getattr(fn, MARK, None)
-        if original is None:
-            continue
-        setattr(module, target.name, original)
-        for name in target.importers:
-            importer = sys.modules.get(name)
-            if importer is not None and hasattr(getattr(importer, target.name, None), MARK):
-                setattr(importer, target.name, original)
-    drain()
+# Order matters: ray_trainer imports compute_data_metrics by name, so metric_utils is patched first.
+DATA_METRICS = Patch(
+    module="verl.trainer.ppo.metric_utils",
+    name="compute_data_metrics",
+    params=("batch", "use_critic"),
+    wrap=_wrap_data_metrics,
+    importers=("verl.trainer.ppo.ray_trainer", "verl.trainer.ppo.v1.trainer_base"),
+    why="add the step's diag/* driver metrics to verl's data metrics",
+)
+ADVANTAGE = Patch(
+    module="verl.trainer.ppo.ray_trainer",
+    name="compute_advantage",
+    params=("data", "adv_estimator", "gamma", "lam", "num_repeat", "norm_adv_by_std_in_grpo", "config"),
+    wrap=_wrap_advantage,
+    importers=("verl.trainer.ppo.v1.utils",),
+    why="record each rollout batch's group statistics for the diag/* driver metrics",
+)
+PATCHES = (DATA_METRICS, ADVANTAGE)

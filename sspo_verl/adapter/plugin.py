@@ -1,9 +1,9 @@
 """The ``verl.plugins`` entry point (``sspo = sspo_verl.adapter.plugin`` in setup.py).
 
 verl imports this module in every process that imports verl — the driver, the TaskRunner, every Ray worker —
-so that ``loss_mode=sspo`` and ``adv_estimator=sspo`` are registered, and the micro-batch context
-(:mod:`sspo_verl.adapter.microbatch`) and the driver metrics (:mod:`sspo_verl.adapter.driver_metrics`) are
-installed before any worker builds its loss or the trainer computes its first advantages. With ``VERL_PLATFORM=cpu`` it also activates the CPU backend
+so that ``loss_mode=sspo`` and ``adv_estimator=sspo`` are registered, and the adapter's patches (micro-batch
+context, diagnostics, driver metrics; :mod:`sspo_verl.patching`) are installed before any worker builds its loss
+or the trainer computes its first advantages. With ``VERL_PLATFORM=cpu`` it also activates the CPU backend
 (:mod:`sspo_verl.cpu`); on any other platform the CPU backend is never imported.
 
 verl swallows entry-point errors at DEBUG level, so a failure here is logged at ERROR level before it is
@@ -21,36 +21,40 @@ POLICY_LOSS = "sspo"
 ADV_ESTIMATOR = "sspo"
 
 
-def register() -> None:
-    """Register SSPO in verl, install the micro-batch context and the driver metrics (idempotent)."""
-    from sspo_verl.adapter import advantage, policy_loss  # noqa: F401  (registration by decorator)
-    from sspo_verl.adapter import driver_metrics
-    from sspo_verl.adapter.microbatch import install
+def _patches():
+    """The adapter's patches, in install order (the driver-metric patches import verl's trainer modules, so they
+    come after the CPU platform is active)."""
+    from sspo_verl.adapter import diagnostics, driver_metrics, microbatch
 
-    install()
+    return (microbatch.PPO_LOSS, diagnostics.POLICY_LOSS_LOOKUP), driver_metrics.PATCHES
+
+
+def register() -> None:
+    """Register SSPO in verl and install the adapter's patches (idempotent)."""
+    from sspo_verl.adapter import advantage, policy_loss  # noqa: F401  (registration by decorator)
+
+    loss_patches, driver_patches = _patches()
+    for patch in loss_patches:
+        patch.install()
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
         from sspo_verl.cpu import activate
 
         activate()
-    driver_metrics.install()  # diag/* driver metrics; imports verl's trainer modules, so after the CPU platform
+    for patch in driver_patches:
+        patch.install()
 
 
 def ensure_registered() -> None:
     """Raise with a fix if SSPO is not fully registered in this process."""
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
 
-    from sspo_verl.adapter import driver_metrics
-    from sspo_verl.adapter.microbatch import is_installed
-
     missing = []
     if POLICY_LOSS not in POLICY_LOSS_REGISTRY:
         missing.append(f"policy loss {POLICY_LOSS!r}")
     if ADV_ESTIMATOR not in ADV_ESTIMATOR_REGISTRY:
         missing.append(f"advantage estimator {ADV_ESTIMATOR!r}")
-    if not is_installed():
-        missing.append("the ppo_loss micro-batch context")
-    if not driver_metrics.is_installed():
-        missing.append("the driver metrics (compute_advantage / compute_data_metrics wraps)")
+    loss_patches, driver_patches = _patches()
+    missing += [f"the patch of {p.target} ({p.why})" for p in loss_patches + driver_patches if not p.is_installed()]
     if missing:
         raise RuntimeError(
             "sspo-verl is not registered in verl in this process (missing: " + ", ".join(missing) + "). "

@@ -16,9 +16,9 @@ Public API:
 
 What :func:`activate` does (each part idempotent, logged once):
     platform.CPUPlatform                 verl platform ``cpu`` (device cpu, backend gloo, Ray resource GPU)
-    process_group.install()              ``"cpu:gloo,cpu:gloo"`` → ``"cpu:gloo"`` for torch.distributed
+    process_group.INIT_PROCESS_GROUP     patch: ``"cpu:gloo,cpu:gloo"`` → ``"cpu:gloo"`` for torch.distributed
     fsdp.register_engines()              verl's FSDP/FSDP2 engines registered for device ``cpu``
-    fsdp.install_unpinned_offload()      FSDP2 reference-model offload without pinned memory
+    fsdp.UNPINNED_OFFLOAD                patch: FSDP2 reference-model offload without pinned memory
     rollout.register()                   ``actor_rollout_ref.rollout.name=hf`` (server: :mod:`sspo_verl.cpu.hf_server`)
 The private verl symbols these rely on are listed in :mod:`sspo_verl.cpu.verl_internals`.
 
@@ -78,9 +78,9 @@ def activate() -> None:
                 type(get_platform()).__name__,
             )
             set_platform(CPUPlatform())
-        process_group.install()
+        process_group.INIT_PROCESS_GROUP.install()
         fsdp.register_engines()
-        fsdp.install_unpinned_offload()
+        fsdp.UNPINNED_OFFLOAD.install()
         rollout.register()
         _active = True
         if _cuda_visible():

@@ -6,10 +6,11 @@
    They run on CPU as they are: the device comes from the platform, the collectives from gloo.
 2. verl's FSDP2 engine builds ``CPUOffloadPolicy(pin_memory=True)`` for forward-only models (the reference
    policy). Pinning needs an accelerator ("Cannot access accelerator device when none is available").
-   :func:`install_unpinned_offload` rebinds the name ``CPUOffloadPolicy`` inside verl's engine module to a
-   subclass that always sets ``pin_memory=False``; torch's class and every other user of it are untouched.
+   :data:`UNPINNED_OFFLOAD` (a :mod:`sspo_verl.patching` patch) rebinds the name ``CPUOffloadPolicy`` inside
+   verl's engine module to a subclass that always sets ``pin_memory=False``; torch's class and every other
+   user of it are untouched.
 
-Both run only from :func:`sspo_verl.cpu.activate`, after the CPU platform is registered (importing the
+Both are applied only by :func:`sspo_verl.cpu.activate`, after the CPU platform is registered (importing the
 engine module resolves verl's platform).
 """
 
@@ -19,8 +20,9 @@ import logging
 import warnings
 
 from sspo_verl.cpu import verl_internals
+from sspo_verl.patching import Patch
 
-__all__ = ["UnpinnedCPUOffloadPolicy", "install_unpinned_offload", "register_engines"]
+__all__ = ["UNPINNED_OFFLOAD", "register_engines", "unpinned_offload_policy"]
 
 logger = logging.getLogger("sspo_verl.cpu")
 
@@ -28,13 +30,11 @@ _ENGINES = {"language_model": "FSDPEngineWithLMHead", "value_model": "FSDPEngine
 _BACKENDS = ("fsdp", "fsdp2")
 
 
-def _offload_policy_class():
-    from torch.distributed.fsdp import CPUOffloadPolicy
+def unpinned_offload_policy(cpu_offload_policy: type) -> type:
+    """A subclass of torch's ``CPUOffloadPolicy`` that never pins memory (pinning needs an accelerator)."""
 
-    class UnpinnedCPUOffloadPolicy(CPUOffloadPolicy):
+    class UnpinnedCPUOffloadPolicy(cpu_offload_policy):
         """``CPUOffloadPolicy`` that never pins memory (pinning needs an accelerator)."""
-
-        __sspo_verl_unpinned__ = True
 
         def __init__(self, pin_memory: bool = True):
             super().__init__(pin_memory=False)
@@ -42,7 +42,13 @@ def _offload_policy_class():
     return UnpinnedCPUOffloadPolicy
 
 
-UnpinnedCPUOffloadPolicy = _offload_policy_class()
+UNPINNED_OFFLOAD = Patch(
+    module="verl.workers.engine.fsdp.transformer_impl",
+    name="CPUOffloadPolicy",
+    params=("pin_memory",),
+    wrap=unpinned_offload_policy,
+    why="FSDP2 reference-model CPU offload without pinned memory (pinning needs an accelerator)",
+)
 
 
 def register_engines() -> list[tuple[str, str]]:
@@ -65,14 +71,3 @@ def register_engines() -> list[tuple[str, str]]:
     if added:
         logger.debug("sspo_verl.cpu: verl's FSDP engines registered for device 'cpu': %s", added)
     return added
-
-
-def install_unpinned_offload() -> bool:
-    """Point verl's FSDP engine module at :class:`UnpinnedCPUOffloadPolicy` (idempotent)."""
-    module = verl_internals.resolve_module("verl.workers.engine.fsdp.transformer_impl.CPUOffloadPolicy")
-    current = verl_internals.resolve("verl.workers.engine.fsdp.transformer_impl.CPUOffloadPolicy")
-    if getattr(current, "__sspo_verl_unpinned__", False):
-        return False
-    module.CPUOffloadPolicy = UnpinnedCPUOffloadPolicy
-    logger.debug("sspo_verl.cpu: verl's FSDP2 CPUOffloadPolicy no longer pins memory")
-    return True

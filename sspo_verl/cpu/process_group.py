@@ -4,24 +4,19 @@ verl builds every process group's backend as ``f"cpu:gloo,{device}:{backend}"``
 (``verl.utils.distributed.initialize_global_process_group[_ray]``). With the CPU platform that is
 ``"cpu:gloo,cpu:gloo"`` and ``torch.distributed.init_process_group`` raises ("Duplicate device type cpu").
 
-The fix wraps ``torch.distributed.init_process_group`` so a backend string that names the same device twice
-keeps its first entry (``"cpu:gloo,cpu:gloo"`` → ``"cpu:gloo"``). Any other call, including every valid
-backend string, passes through unchanged. The wrapper is installed only by :func:`sspo_verl.cpu.activate`
-(``VERL_PLATFORM=cpu``), is idempotent (the installed function carries a marker attribute) and logs once.
+:data:`INIT_PROCESS_GROUP` (a :mod:`sspo_verl.patching` patch) wraps ``torch.distributed.init_process_group`` so
+a backend string that names the same device twice keeps its first entry (``"cpu:gloo,cpu:gloo"`` →
+``"cpu:gloo"``). Any other call, including every valid backend string, passes through unchanged. Only
+:func:`sspo_verl.cpu.activate` (``VERL_PLATFORM=cpu``) installs it.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 
-import torch.distributed as dist
+from sspo_verl.patching import Patch
 
-__all__ = ["dedupe_backend", "install", "is_installed"]
-
-logger = logging.getLogger("sspo_verl.cpu")
-
-_MARKER = "__sspo_verl_cpu_dedupe_backend__"
+__all__ = ["INIT_PROCESS_GROUP", "dedupe_backend"]
 
 
 def dedupe_backend(backend):
@@ -44,17 +39,7 @@ def dedupe_backend(backend):
     return ",".join(kept)
 
 
-def is_installed() -> bool:
-    """Whether ``torch.distributed.init_process_group`` is currently the de-duplicating wrapper."""
-    return getattr(dist.init_process_group, _MARKER, False)
-
-
-def install() -> bool:
-    """Wrap ``torch.distributed.init_process_group`` (idempotent). Returns True if it installed it now."""
-    if is_installed():
-        return False
-    original = dist.init_process_group
-
+def _wrap_init_process_group(original):
     @functools.wraps(original)
     def init_process_group(*args, **kwargs):
         if args:  # backend is the first positional parameter of init_process_group
@@ -63,8 +48,13 @@ def install() -> bool:
             kwargs["backend"] = dedupe_backend(kwargs["backend"])
         return original(*args, **kwargs)
 
-    setattr(init_process_group, _MARKER, True)
-    init_process_group.__sspo_verl_original__ = original
-    dist.init_process_group = init_process_group
-    logger.debug("sspo_verl.cpu: torch.distributed.init_process_group de-duplicates 'cpu:gloo,cpu:gloo'")
-    return True
+    return init_process_group
+
+
+INIT_PROCESS_GROUP = Patch(
+    module="torch.distributed",
+    name="init_process_group",
+    params=("backend", ...),  # the wrap needs backend first; the private tail (_ranks in torch 2.13) may change
+    wrap=_wrap_init_process_group,
+    why="turn verl's 'cpu:gloo,cpu:gloo' backend string on CPU into 'cpu:gloo'",
+)

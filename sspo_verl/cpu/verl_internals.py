@@ -1,10 +1,11 @@
 """Every verl symbol the CPU backend relies on, in one place, resolved loudly.
 
 The CPU backend targets verl 0.9.1 (``sspo_verl.SUPPORTED_VERL_VERSION``). It uses verl's extension points
-where they exist (platform registry, engine registry, rollout-replica registry) and three private names where
+where they exist (platform registry, engine registry, rollout-replica registry) and two private names where
 they do not. When verl moves any of them, :func:`resolve` raises :class:`VerlInternalsError` naming the symbol,
 what the CPU backend uses it for, and the installed verl version; ``tests/cpu/test_verl_internals_on_cpu.py``
-resolves all of them, so an upgrade fails there first, not inside a Ray worker.
+resolves all of them, so an upgrade fails there first, not inside a Ray worker. The names the backend replaces
+are :mod:`sspo_verl.patching` patches, which check their own targets.
 
 Behavioural contracts that are not single symbols (the attributes verl calls on ``get_torch_device()``, the
 methods verl calls on a rollout server handle) are checked by the same test against verl's source.
@@ -46,12 +47,6 @@ PRIVATE_SYMBOLS: tuple[VerlSymbol, ...] = (
         "verl.workers.engine.base.EngineRegistry._engines",
         "sspo_verl.cpu.fsdp.register_engines",
         "read to keep registration idempotent: EngineRegistry.register asserts on a duplicate key",
-    ),
-    VerlSymbol(
-        "verl.workers.engine.fsdp.transformer_impl.CPUOffloadPolicy",
-        "sspo_verl.cpu.fsdp.install_unpinned_offload",
-        "the module-level name verl's FSDP2 engine calls with pin_memory=True for forward-only models; "
-        "rebound to a subclass that does not pin (pinning needs an accelerator)",
     ),
 )
 

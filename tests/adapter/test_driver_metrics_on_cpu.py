@@ -1,4 +1,4 @@
-"""Driver-side diag/* metrics: the patch's discipline, hand-computed group statistics, verl's own functions,
+"""Driver-side diag/* metrics: installation, hand-computed group statistics, verl's own functions,
 the logged values of real CPU runs (committed fixtures), and one live run of the real trainer (slow)."""
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ PAD = "pad" + "0123456789abcdef" * 2  # verl's padding uid: "pad" + uuid4().hex
 def restore_patch():
     dm.drain()
     yield
-    dm.install()
+    for patch in dm.PATCHES:
+        patch.install()
     dm.drain()
-    assert dm.is_installed()
 
 
 @pytest.fixture
@@ -37,59 +37,17 @@ def mini_batch_env(monkeypatch):
     monkeypatch.setenv(dm.ENV_PPO_EPOCHS, "2")
 
 
-# ------------------------------------------------------------------------------------------------ patch discipline
+# ------------------------------------------------------- installation (its discipline: tests/test_patching_on_cpu.py)
 
 
 def test_installed_by_the_entry_point_everywhere_the_targets_are_bound():
     import verl.trainer.ppo.v1.trainer_base as trainer_base
     import verl.trainer.ppo.v1.utils as v1_utils
 
-    assert dm.is_installed()
-    for fn in (ray_trainer.compute_advantage, metric_utils.compute_data_metrics):
-        original = getattr(fn, dm.MARK)
-        assert not hasattr(original, dm.MARK) and original.__module__.startswith("verl.trainer.ppo")
+    assert all(patch.is_installed() for patch in dm.PATCHES)
     assert v1_utils.compute_advantage is ray_trainer.compute_advantage
     assert trainer_base.compute_data_metrics is metric_utils.compute_data_metrics
     assert ray_trainer.compute_data_metrics is metric_utils.compute_data_metrics
-
-
-def test_install_is_idempotent_and_logs_once(restore_patch, caplog):
-    wrapper = ray_trainer.compute_advantage
-    assert dm.install() is False and ray_trainer.compute_advantage is wrapper
-    dm.uninstall()
-    assert not dm.is_installed() and not hasattr(ray_trainer.compute_advantage, dm.MARK)
-    assert not hasattr(metric_utils.compute_data_metrics, dm.MARK)
-    with caplog.at_level(logging.INFO, logger="sspo_verl.adapter.driver_metrics"):
-        assert dm.install() is True
-        assert dm.install() is False
-    assert len([r for r in caplog.records if "wrapped" in r.getMessage()]) == 1
-    assert not hasattr(getattr(ray_trainer.compute_advantage, dm.MARK), dm.MARK)  # never wraps the wrapper
-
-
-def test_rebinds_modules_that_imported_the_targets_before_install(restore_patch):
-    import verl.trainer.ppo.v1.trainer_base as trainer_base
-    import verl.trainer.ppo.v1.utils as v1_utils
-
-    dm.uninstall()
-    assert not hasattr(trainer_base.compute_data_metrics, dm.MARK)
-    assert not hasattr(v1_utils.compute_advantage, dm.MARK)
-    dm.install()
-    assert hasattr(trainer_base.compute_data_metrics, dm.MARK) and hasattr(v1_utils.compute_advantage, dm.MARK)
-
-
-def test_fails_loudly_when_verl_moves_a_target(restore_patch, monkeypatch):
-    dm.uninstall()
-    monkeypatch.delattr(ray_trainer, "compute_advantage")
-    with pytest.raises(RuntimeError, match="compute_advantage does not exist"):
-        dm.install()
-    monkeypatch.setattr(ray_trainer, "compute_advantage", lambda data, adv_estimator: data, raising=False)
-    with pytest.raises(RuntimeError, match="has parameters"):
-        dm.install()
-    monkeypatch.undo()
-    monkeypatch.setattr(metric_utils, "compute_data_metrics", lambda batch: {})
-    with pytest.raises(RuntimeError, match="compute_data_metrics has parameters"):
-        dm.install()
-    monkeypatch.undo()
 
 
 def test_padding_uid_format_is_verls():

@@ -1,62 +1,28 @@
-"""The ppo_loss micro-batch context: installed by the plugin, idempotent, loud when verl moves."""
-
-import logging
+"""The ppo_loss micro-batch context (the patch's discipline is tests/test_patching_on_cpu.py)."""
 
 import pytest
 import torch
 from tensordict import TensorDict
 
 import sspo_verl.adapter.microbatch as mb
+from sspo_verl.adapter.diagnostics import POLICY_LOSS_LOOKUP
 from verl.workers.utils import losses
 
 
 @pytest.fixture
 def restore_patch():
     yield
-    mb.install()
-    assert mb.is_installed()
+    mb.PPO_LOSS.install()
+    assert mb.PPO_LOSS.is_installed()
 
 
 def test_installed_by_the_entry_point_everywhere_ppo_loss_is_bound():
     import verl.trainer.distillation.losses as distill
     import verl.workers.engine_workers as engine_workers
 
-    assert mb.is_installed()
-    original = getattr(losses.ppo_loss, mb.MARK)
-    assert original.__module__ == "verl.workers.utils.losses" and not hasattr(original, mb.MARK)
+    assert mb.PPO_LOSS.is_installed() and POLICY_LOSS_LOOKUP.is_installed()
+    assert mb.PPO_LOSS.original().__module__ == "verl.workers.utils.losses"
     assert engine_workers.ppo_loss is losses.ppo_loss and distill.ppo_loss is losses.ppo_loss
-
-
-def test_install_is_idempotent_and_logs_once(restore_patch, caplog):
-    wrapper = losses.ppo_loss
-    assert mb.install() is False and losses.ppo_loss is wrapper  # already installed: nothing changes
-    mb.uninstall()
-    assert not mb.is_installed() and not hasattr(losses.ppo_loss, mb.MARK)
-    with caplog.at_level(logging.INFO, logger="sspo_verl.adapter.microbatch"):
-        assert mb.install() is True
-        assert mb.install() is False
-    assert len([r for r in caplog.records if "wrapped" in r.getMessage()]) == 1
-    assert not hasattr(getattr(losses.ppo_loss, mb.MARK), mb.MARK)  # never wraps the wrapper
-
-
-def test_rebinds_modules_that_imported_ppo_loss_before_install(restore_patch):
-    import verl.workers.engine_workers as engine_workers
-
-    mb.uninstall()
-    assert not hasattr(engine_workers.ppo_loss, mb.MARK)
-    mb.install()
-    assert hasattr(engine_workers.ppo_loss, mb.MARK)
-
-
-def test_fails_loudly_when_verl_moves_the_target(restore_patch, monkeypatch):
-    mb.uninstall()
-    monkeypatch.delattr(losses, "ppo_loss")
-    with pytest.raises(RuntimeError, match="ppo_loss does not exist"):
-        mb.install()
-    monkeypatch.setattr(losses, "ppo_loss", lambda config, model_output, data: None, raising=False)
-    with pytest.raises(RuntimeError, match="has parameters"):
-        mb.install()
-    monkeypatch.undo()
 
 
 def test_sspo_outside_the_context_fails_loudly(restore_patch, tiny_model_dir):
@@ -65,7 +31,7 @@ def test_sspo_outside_the_context_fails_loudly(restore_patch, tiny_model_dir):
 
     from sspo_verl import SSPOPolicyLossConfig
 
-    mb.uninstall()
+    mb.PPO_LOSS.uninstall()
     config = ActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size_per_gpu=1,
                          policy_loss=SSPOPolicyLossConfig(tokenizer_path=tiny_model_dir))
     x = torch.zeros(1, 3)

@@ -12,7 +12,7 @@ import verl
 from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
 import verl.workers.engine_workers as ew
 print(json.dumps({"loss": "sspo" in POLICY_LOSS_REGISTRY, "adv": "sspo" in ADV_ESTIMATOR_REGISTRY,
-                  "wrapped": hasattr(ew.ppo_loss, "__sspo_verl_wrapped__")}))
+                  "wrapped": "__sspo_verl_original__" in vars(ew.ppo_loss)}))
 """
 
 
@@ -47,12 +47,12 @@ def test_ensure_registered_names_what_is_missing_and_the_fix():
     from sspo_verl.adapter.plugin import ensure_registered
 
     ensure_registered()
-    mb.uninstall()
+    mb.PPO_LOSS.uninstall()
     try:
-        with pytest.raises(RuntimeError, match="ppo_loss micro-batch context.*pip install"):
+        with pytest.raises(RuntimeError, match="verl.workers.utils.losses.ppo_loss.*pip install"):
             ensure_registered()
     finally:
-        mb.install()
+        mb.PPO_LOSS.install()
     ensure_registered()
 
 
@@ -92,7 +92,7 @@ def test_every_ray_worker_sees_the_registrations_through_the_entry_point():
             from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
 
             return (os.getpid(), "sspo" in POLICY_LOSS_REGISTRY, "sspo" in ADV_ESTIMATOR_REGISTRY,
-                    hasattr(ew.ppo_loss, "__sspo_verl_wrapped__"))
+                    "__sspo_verl_original__" in vars(ew.ppo_loss))
 
         @ray.remote(num_cpus=0)
         class Worker:

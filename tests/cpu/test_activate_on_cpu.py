@@ -19,18 +19,18 @@ _PROBE = textwrap.dedent(
         # the rollout server's Ray process imports the server module first, then verl: no import cycle
         import sspo_verl.cpu.hf_server
     import verl  # the verl.plugins entry point runs here
-    import torch.distributed as dist
     from verl.plugin.platform import PlatformRegistry
     from verl.workers.rollout.base import _ROLLOUT_REGISTRY
     from verl.workers.rollout.replica import RolloutReplicaRegistry
     import sspo_verl.cpu as cpu
     import sspo_verl.cpu.launch  # importing the package and its launcher patches nothing
+    from sspo_verl.cpu.process_group import INIT_PROCESS_GROUP
 
     def state():
         s = dict(
             active=cpu.is_active(),
             platform_registered="cpu" in PlatformRegistry.registered_names(),
-            init_pg_wrapped=bool(getattr(dist.init_process_group, "__sspo_verl_cpu_dedupe_backend__", False)),
+            init_pg_wrapped=INIT_PROCESS_GROUP.is_installed(),
             hf_rollout=("hf", "async") in _ROLLOUT_REGISTRY,
             hf_replica="hf" in RolloutReplicaRegistry._registry,
         )

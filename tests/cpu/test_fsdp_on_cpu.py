@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 
 import pytest
 from torch.distributed.fsdp import CPUOffloadPolicy
@@ -13,18 +14,17 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*engine is not available")
 
 
 def test_unpinned_policy_never_pins():
-    policy = fsdp.UnpinnedCPUOffloadPolicy(pin_memory=True)
+    policy = fsdp.unpinned_offload_policy(CPUOffloadPolicy)(pin_memory=True)
     assert isinstance(policy, CPUOffloadPolicy) and policy.pin_memory is False
     assert CPUOffloadPolicy(pin_memory=True).pin_memory is True  # torch's own class is untouched
 
 
-def test_install_unpinned_offload_rebinds_only_verls_name_once(monkeypatch):
+def test_verl_builds_the_reference_offload_policy_through_the_patched_name():
     from verl.workers.engine.fsdp import transformer_impl
 
-    monkeypatch.setattr(transformer_impl, "CPUOffloadPolicy", transformer_impl.CPUOffloadPolicy)  # restored
-    assert fsdp.install_unpinned_offload() is True
-    assert transformer_impl.CPUOffloadPolicy is fsdp.UnpinnedCPUOffloadPolicy
-    assert fsdp.install_unpinned_offload() is False
+    assert fsdp.UNPINNED_OFFLOAD.original() is CPUOffloadPolicy
+    # the engine builds the reference model's offload policy with pin_memory=True through that module-level name
+    assert "CPUOffloadPolicy(pin_memory=True)" in inspect.getsource(transformer_impl)
 
 
 def test_register_engines_adds_cpu_once(monkeypatch):

@@ -33,21 +33,20 @@ def _init(backend, tmp_path, name):
 
 def test_torch_rejects_verls_cpu_backend_string_without_the_fix(tmp_path):
     """Documents why the fix exists; if torch starts accepting the string, the fix can go."""
-    assert not process_group.is_installed()
+    assert not process_group.INIT_PROCESS_GROUP.is_installed()
     with pytest.raises((ValueError, RuntimeError)):
         _init("cpu:gloo,cpu:gloo", tmp_path, "store0")
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
-def test_install_wraps_init_process_group_once_and_fixes_the_string(monkeypatch, tmp_path):
-    monkeypatch.setattr(dist, "init_process_group", dist.init_process_group)  # restored after the test
-    original = dist.init_process_group
-    assert process_group.install() is True
-    wrapped = dist.init_process_group
-    assert process_group.install() is False and dist.init_process_group is wrapped  # idempotent
-    assert process_group.is_installed() and wrapped.__sspo_verl_original__ is original
-    assert _init("cpu:gloo,cpu:gloo", tmp_path, "store1") == "cpu:gloo"
-    # positional backend too
-    dist.init_process_group("cpu:gloo,cpu:gloo", init_method=f"file://{tmp_path / 'store2'}", rank=0, world_size=1)
-    dist.destroy_process_group()
+def test_the_patch_fixes_the_string_keyword_and_positional(tmp_path):
+    patch = process_group.INIT_PROCESS_GROUP
+    patch.install()
+    try:
+        assert _init("cpu:gloo,cpu:gloo", tmp_path, "store1") == "cpu:gloo"
+        dist.init_process_group("cpu:gloo,cpu:gloo", init_method=f"file://{tmp_path / 'store2'}", rank=0,
+                                world_size=1)
+        dist.destroy_process_group()
+    finally:
+        patch.uninstall()
