@@ -122,7 +122,7 @@ def peak_memory_child(args) -> None:
     x = make_inputs(args.B, args.child_T, len(tok), delims, args.device)
     step = step_fn(args.child_loss, build_configs(args.tokenizer_dir)[args.child_loss], x)
     if args.child_loss.startswith("sspo"):
-        from sspo_verl.adapter.policy_loss import boundary_table
+        from sspo_verl.adapter.actor_config import boundary_table
 
         boundary_table(args.tokenizer_dir, ",.;:!?，。；：！？、", str(torch.device(args.device)))  # cached table
     if args.device.startswith("cuda"):
@@ -210,7 +210,7 @@ def main():
         args.tokenizer_dir = args.tokenizer_dir or tmp
         tok, delims = tiny_tokenizer(args.tokenizer_dir)
         configs = build_configs(args.tokenizer_dir)
-        from sspo_verl.adapter.policy_loss import boundary_table
+        from sspo_verl.adapter.actor_config import boundary_table
 
         table = boundary_table(args.tokenizer_dir, ",.;:!?，。；：！？、", str(torch.device(args.device)))
 

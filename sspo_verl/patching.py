@@ -26,8 +26,6 @@ from sspo_verl import SUPPORTED_VERL_VERSION
 __all__ = ["MARK", "Patch", "PatchTargetError"]
 
 logger = logging.getLogger(__name__)
-if logger.level == logging.NOTSET:  # verl sets the root logger to WARNING; the one line per patch is INFO
-    logger.setLevel(logging.INFO)
 
 MARK = "__sspo_verl_original__"
 _MISSING = object()

@@ -17,10 +17,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Optional
 
 import torch
 
+from sspo_verl.adapter.actor_config import boundary_table, clip_ratios, sspo_policy_loss, tokenizer_path
 from sspo_verl.adapter.microbatch import current_microbatch
 from sspo_verl.core.diagnostics import granularity_diagnostics
 from sspo_verl.core.segmentation import DEFAULT_DELIMITERS, segment_responses
@@ -37,33 +37,19 @@ def enabled() -> bool:
     return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
-def _tokenizer_path(config) -> Optional[str]:
-    from sspo_verl.adapter.config import SSPOPolicyLossConfig
-    from sspo_verl.adapter.policy_loss import actor_tokenizer_path
-
-    policy_loss = config.get("policy_loss", None)
-    if isinstance(policy_loss, SSPOPolicyLossConfig) and policy_loss.tokenizer_path:
-        return policy_loss.tokenizer_path
-    return actor_tokenizer_path(config)
-
-
 def diagnostics(microbatch, old_log_prob, log_prob, advantages, response_mask, config, **_) -> dict[str, float]:
     """``actor/diag/*`` metrics of one micro-batch as floats."""
-    from sspo_verl.adapter.config import SSPOPolicyLossConfig
-    from sspo_verl.adapter.policy_loss import boundary_table, clip_ratios
-
     T = response_mask.shape[1]
     ids = microbatch.response_ids(T).to(log_prob.device)
     mask = response_mask.to(log_prob.device)
-    policy_loss = config.get("policy_loss", None)
-    sspo = isinstance(policy_loss, SSPOPolicyLossConfig)
-    delimiters = policy_loss.delimiters if sspo else DEFAULT_DELIMITERS
-    numeric_guard = policy_loss.numeric_guard if sspo else True
+    sspo = sspo_policy_loss(config)
+    delimiters = sspo.delimiters if sspo is not None else DEFAULT_DELIMITERS
+    numeric_guard = sspo.numeric_guard if sspo is not None else True
     segments = {
         "token": microbatch.segments(("token",), lambda: segment_responses(ids, mask, "token")),
         "sequence": microbatch.segments(("sequence",), lambda: segment_responses(ids, mask, "sequence")),
     }
-    path = _tokenizer_path(config)
+    path = tokenizer_path(config)
     if path is not None:
         table = boundary_table(path, delimiters, str(log_prob.device))
         segments["subsentence"] = microbatch.segments(

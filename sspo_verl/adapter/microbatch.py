@@ -5,8 +5,8 @@ SSPO segments on the response token ids and scales its clip bounds by the token 
 arguments of ``verl.workers.utils.losses.ppo_loss(config, model_output, data, dp_group)``, the function verl's
 engine workers call for every micro-batch. :data:`PPO_LOSS` wraps that function so that, while it runs, a
 ``ContextVar`` holds a :class:`MicroBatch` view of ``data`` and ``model_output``; the SSPO loss reads it with
-:func:`current_microbatch`. Nothing else about ``ppo_loss`` changes; min/max SSPO metrics are tagged with
-verl's MIN/MAX aggregation so they reduce correctly over micro-batches and ranks.
+:func:`current_microbatch`. Nothing else about ``ppo_loss`` changes; ``*_min`` / ``*_max`` metrics are tagged
+with verl's MIN/MAX aggregation so they reduce correctly over micro-batches and ranks.
 
 The patch (:mod:`sspo_verl.patching`) is installed from the ``verl.plugins`` entry point, i.e. during
 ``import verl``, before ``verl.workers.engine_workers`` binds ``ppo_loss``.
@@ -20,10 +20,10 @@ from contextvars import ContextVar
 from typing import Optional
 
 import torch
+from verl.utils.metric import AggregationType, Metric
+from verl.workers.utils.padding import no_padding_2_padding
 
 from sspo_verl.patching import Patch
-
-MIN_MAX_METRIC_PREFIX = "actor/sspo/"
 
 _CURRENT: ContextVar[Optional["MicroBatch"]] = ContextVar("sspo_verl_microbatch", default=None)
 
@@ -79,8 +79,6 @@ class MicroBatch:
         ent = self.model_output.get("entropy", None)
         if ent is None:
             return None
-        from verl.workers.utils.padding import no_padding_2_padding
-
         ent = no_padding_2_padding(ent, self.data)  # the same layout conversion ppo_loss applies to log-probs
         return _fit_width(ent.detach(), response_length, 0.0)
 
@@ -101,11 +99,9 @@ def microbatch_context(data, model_output):
 
 
 def _tag_min_max(metrics: dict) -> dict:
-    from verl.utils.metric import AggregationType, Metric
-
+    """Reduce ``*_min`` / ``*_max`` metrics with MIN / MAX instead of the MEAN ``ppo_loss`` gives every policy-loss
+    metric (verl's own name rule in ``reduce_metrics``; in verl 0.9.1 only SSPO's ``actor/sspo/*`` have such names)."""
     for key, val in list(metrics.items()):
-        if not key.startswith(MIN_MAX_METRIC_PREFIX):
-            continue
         agg = AggregationType.MIN if key.endswith("_min") else AggregationType.MAX if key.endswith("_max") else None
         if agg is not None and isinstance(val, Metric) and val.aggregation != agg:
             tagged = Metric(aggregation=agg)

@@ -24,6 +24,8 @@ ADV_ESTIMATOR = "sspo"
 def _patches():
     """The adapter's patches, in install order (the driver-metric patches import verl's trainer modules, so they
     come after the CPU platform is active)."""
+    # The adapter is imported inside the functions so that any failure, an import error included, happens inside
+    # the logged register() call below: verl swallows entry-point errors at DEBUG level.
     from sspo_verl.adapter import diagnostics, driver_metrics, microbatch
 
     return (microbatch.PPO_LOSS, diagnostics.POLICY_LOSS_LOOKUP), driver_metrics.PATCHES
@@ -37,7 +39,7 @@ def register() -> None:
     for patch in loss_patches:
         patch.install()
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
-        from sspo_verl.cpu import activate
+        from sspo_verl.cpu import activate  # never imported on another platform
 
         activate()
     for patch in driver_patches:

@@ -10,84 +10,44 @@ exactly as for verl's losses, independent of the micro-batch split and the data-
 
 from __future__ import annotations
 
-import functools
-import logging
 from typing import Any, Optional
 
 import torch
 from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 
+from sspo_verl.adapter.actor_config import boundary_table, clip_ratios, sspo_policy_loss, tokenizer_path
 from sspo_verl.adapter.config import SSPOPolicyLossConfig
 from sspo_verl.adapter.microbatch import current_microbatch
 from sspo_verl.core.loss import SSPOParams, sspo_loss_matrix, sspo_metrics
-from sspo_verl.core.segmentation import (
-    BoundaryTable,
-    build_boundary_table_from_tokenizer,
-    delimiters_for,
-    segment_responses,
-)
-
-logger = logging.getLogger(__name__)
+from sspo_verl.core.segmentation import delimiters_for, segment_responses
 
 LOSS_MODE = "sspo"
 METRIC_PREFIX = "actor/sspo/"
 _VERL_METRICS = ("pg_clipfrac", "ppo_kl", "pg_clipfrac_lower")
 
 
-@functools.lru_cache(maxsize=8)
-def _cpu_boundary_table(tokenizer_path: str, delimiters: str) -> BoundaryTable:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    table = build_boundary_table_from_tokenizer(tokenizer, delimiters)
-    logger.info("sspo-verl: boundary table for %s (%d ids, delimiters %r)", tokenizer_path, table.vocab_size, delimiters)
-    return table
-
-
-@functools.lru_cache(maxsize=16)
-def boundary_table(tokenizer_path: str, delimiters: str, device: str) -> BoundaryTable:
-    """The segmentation lookup table for a tokenizer, built once per process and moved once per device."""
-    return _cpu_boundary_table(tokenizer_path, delimiters).to(torch.device(device))
-
-
 def _sspo_config(config) -> SSPOPolicyLossConfig:
-    policy_loss = config.policy_loss if config is not None else None
-    if not isinstance(policy_loss, SSPOPolicyLossConfig):
+    policy_loss = sspo_policy_loss(config)
+    if policy_loss is None:
+        found = config.get("policy_loss", None) if config is not None else None
         raise TypeError(
             "loss_mode=sspo needs its typed config: set "
             "actor_rollout_ref.actor.policy_loss._target_=sspo_verl.SSPOPolicyLossConfig "
             "(the hydra preset algorithm=sspo does this). Got "
-            f"{type(policy_loss).__name__}."
+            f"{type(found).__name__}."
         )
     return policy_loss
 
 
-def actor_tokenizer_path(config) -> Optional[str]:
-    """The tokenizer path of the actor model in verl's ``ActorConfig.model_config``, or None."""
-    model_config = config.get("model_config", None)
-    for key in ("local_tokenizer_path", "tokenizer_path", "local_path", "path"):
-        value = model_config.get(key, None) if model_config is not None else None
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 def resolve_tokenizer_path(config) -> str:
     """``policy_loss.tokenizer_path``, else the actor model's own tokenizer path."""
-    path = _sspo_config(config).tokenizer_path or actor_tokenizer_path(config)
+    path = tokenizer_path(config)
     if path:
         return path
     raise ValueError(
         "SSPO segmentation needs the tokenizer that produced the responses: set "
         "actor_rollout_ref.actor.policy_loss.tokenizer_path (sspo-train defaults it to actor_rollout_ref.model.path)."
     )
-
-
-def clip_ratios(config) -> tuple[float, float]:
-    """(ε_low, ε_high) as verl's losses read them: ``clip_ratio_low/high``, falling back to ``clip_ratio``."""
-    low = config.clip_ratio_low if config.clip_ratio_low is not None else config.clip_ratio
-    high = config.clip_ratio_high if config.clip_ratio_high is not None else config.clip_ratio
-    return low, high
 
 
 def sspo_params(config) -> SSPOParams:

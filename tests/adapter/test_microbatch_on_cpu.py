@@ -56,10 +56,12 @@ def test_min_max_metrics_get_min_max_aggregation():
     from verl.utils.metric import AggregationType, Metric
 
     metrics = {k: Metric(AggregationType.MEAN, 1.0) for k in
-               ("actor/sspo/ratio_max", "actor/sspo/ratio_min", "actor/sspo/clipfrac_high", "actor/pg_clipfrac")}
+               ("actor/sspo/ratio_max", "actor/sspo/ratio_min", "actor/sspo/clipfrac_high", "actor/pg_clipfrac",
+                "actor/any_loss/ratio_max")}
     out = mb._tag_min_max(metrics)
     assert out["actor/sspo/ratio_max"].aggregation == AggregationType.MAX
     assert out["actor/sspo/ratio_min"].aggregation == AggregationType.MIN
     assert out["actor/sspo/clipfrac_high"].aggregation == AggregationType.MEAN
     assert out["actor/pg_clipfrac"].aggregation == AggregationType.MEAN
     assert out["actor/sspo/ratio_max"].values == [1.0]
+    assert out["actor/any_loss/ratio_max"].aggregation == AggregationType.MAX  # by name, as verl's reduce_metrics

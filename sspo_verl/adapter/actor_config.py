@@ -1,0 +1,68 @@
+"""What the SSPO loss and the granularity diagnostics read from verl's actor config (``ActorConfig``).
+
+Both receive verl's ``ActorConfig`` as ``config`` and need the same facts from it: the clip ratios as verl's
+own losses read them, the tokenizer that produced the responses, and the segmentation table built from that
+tokenizer (once per process and device). A leaf of the adapter: it imports verl's config types and the core,
+nothing else of the adapter but the config dataclass.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Optional
+
+import torch
+from transformers import AutoTokenizer
+
+from sspo_verl.adapter.config import SSPOPolicyLossConfig
+from sspo_verl.core.segmentation import BoundaryTable, build_boundary_table_from_tokenizer
+
+__all__ = ["actor_tokenizer_path", "boundary_table", "clip_ratios", "sspo_policy_loss", "tokenizer_path"]
+
+logger = logging.getLogger(__name__)
+
+
+def sspo_policy_loss(config) -> Optional[SSPOPolicyLossConfig]:
+    """The actor's ``policy_loss`` when it is an :class:`SSPOPolicyLossConfig`, else None."""
+    policy_loss = config.get("policy_loss", None) if config is not None else None
+    return policy_loss if isinstance(policy_loss, SSPOPolicyLossConfig) else None
+
+
+def actor_tokenizer_path(config) -> Optional[str]:
+    """The tokenizer path of the actor model in verl's ``ActorConfig.model_config``, or None."""
+    model_config = config.get("model_config", None)
+    for key in ("local_tokenizer_path", "tokenizer_path", "local_path", "path"):
+        value = model_config.get(key, None) if model_config is not None else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def tokenizer_path(config) -> Optional[str]:
+    """``policy_loss.tokenizer_path`` of an SSPO config, else the actor model's tokenizer path, else None."""
+    policy_loss = sspo_policy_loss(config)
+    if policy_loss is not None and policy_loss.tokenizer_path:
+        return policy_loss.tokenizer_path
+    return actor_tokenizer_path(config)
+
+
+def clip_ratios(config) -> tuple[float, float]:
+    """(ε_low, ε_high) as verl's losses read them: ``clip_ratio_low/high``, falling back to ``clip_ratio``."""
+    low = config.clip_ratio_low if config.clip_ratio_low is not None else config.clip_ratio
+    high = config.clip_ratio_high if config.clip_ratio_high is not None else config.clip_ratio
+    return low, high
+
+
+@functools.lru_cache(maxsize=8)
+def _cpu_boundary_table(path: str, delimiters: str) -> BoundaryTable:
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    table = build_boundary_table_from_tokenizer(tokenizer, delimiters)
+    logger.info("sspo-verl: boundary table for %s (%d ids, delimiters %r)", path, table.vocab_size, delimiters)
+    return table
+
+
+@functools.lru_cache(maxsize=16)
+def boundary_table(path: str, delimiters: str, device: str) -> BoundaryTable:
+    """The segmentation lookup table for a tokenizer, built once per process and moved once per device."""
+    return _cpu_boundary_table(path, delimiters).to(torch.device(device))
