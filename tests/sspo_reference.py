@@ -1,4 +1,4 @@
-"""Independent slow reference of SSPO, written from spec/SSPO.md only (no import of sspo_verl).
+"""Independent slow reference of SSPO, written from docs/SSPO.md only (no import of sspo_verl).
 
 Per-row, per-segment Python loops over decoded strings and float64 scalars, the opposite style of the
 vectorised implementation: segmentation works on the piece strings, segments are Python lists of positions,

@@ -3,7 +3,7 @@
 verl instantiates ``actor_rollout_ref.actor.policy_loss`` from its ``_target_``; pointing that at this
 class (``sspo_verl.SSPOPolicyLossConfig``) gives typed, validated SSPO fields next to verl's own
 ``PolicyLossConfig`` fields (the YAML mirror is ``hydra_configs/algorithm/sspo.yaml``). Every field is an
-[ours] choice of ``spec/SSPO.md`` unless marked [paper].
+[ours] choice of ``docs/SSPO.md`` unless marked [paper].
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Optional
 from verl.workers.config import PolicyLossConfig
 
 from sspo_verl.core.clip_bounds import ENTROPY_ADAPT_MODES
+from sspo_verl.core.loss import SSPOParams
 from sspo_verl.core.ratio import RATIO_GRAD_MODES
 from sspo_verl.core.segmentation import DEFAULT_DELIMITERS, GRANULARITIES
 
@@ -57,12 +58,13 @@ class SSPOPolicyLossConfig(PolicyLossConfig):
     granularity: str = "subsentence"
     delimiters: str = DEFAULT_DELIMITERS
     numeric_guard: bool = True
-    ratio_grad: str = "token"
-    entropy_clip: bool = True
-    entropy_alpha: float = 1.0
-    entropy_scale_min: float = 0.5
-    entropy_scale_max: float = 2.0
-    entropy_adapt: str = "both"
+    # The loss's own hyper-parameters: defaults are the core's (one source, sspo_verl.core.loss.SSPOParams).
+    ratio_grad: str = SSPOParams.ratio_grad
+    entropy_clip: bool = SSPOParams.entropy_clip
+    entropy_alpha: float = SSPOParams.entropy_alpha
+    entropy_scale_min: float = SSPOParams.entropy_scale_min
+    entropy_scale_max: float = SSPOParams.entropy_scale_max
+    entropy_adapt: str = SSPOParams.entropy_adapt
 
     def __post_init__(self):
         prefix = "actor_rollout_ref.actor.policy_loss"

@@ -10,6 +10,7 @@ exactly as for verl's losses, independent of the micro-batch split and the data-
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional
 
 import torch
@@ -18,12 +19,13 @@ from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 from sspo_verl.adapter.actor_config import boundary_table, clip_ratios, sspo_policy_loss, tokenizer_path
 from sspo_verl.adapter.config import SSPOPolicyLossConfig
 from sspo_verl.adapter.microbatch import current_microbatch
-from sspo_verl.core.loss import SSPOParams, sspo_loss_matrix, sspo_metrics
+from sspo_verl.core.loss import VERL_METRIC_NAMES, SSPOParams, sspo_loss_matrix, sspo_metrics
 from sspo_verl.core.segmentation import delimiters_for, segment_responses
 
 LOSS_MODE = "sspo"
 METRIC_PREFIX = "actor/sspo/"
-_VERL_METRICS = ("pg_clipfrac", "ppo_kl", "pg_clipfrac_lower")
+# The SSPOParams that SSPOPolicyLossConfig holds under the same names; the clip ratios are verl's actor fields.
+POLICY_LOSS_FIELDS = tuple(f.name for f in dataclasses.fields(SSPOParams) if not f.name.startswith("clip_ratio"))
 
 
 def _sspo_config(config) -> SSPOPolicyLossConfig:
@@ -64,12 +66,7 @@ def sspo_params(config) -> SSPOParams:
         clip_ratio_low=clip_ratio_low,
         clip_ratio_high=clip_ratio_high,
         clip_ratio_c=clip_ratio_c,
-        ratio_grad=pl.ratio_grad,
-        entropy_clip=pl.entropy_clip,
-        entropy_alpha=pl.entropy_alpha,
-        entropy_scale_min=pl.entropy_scale_min,
-        entropy_scale_max=pl.entropy_scale_max,
-        entropy_adapt=pl.entropy_adapt,
+        **{name: getattr(pl, name) for name in POLICY_LOSS_FIELDS},
     )
 
 
@@ -149,4 +146,4 @@ def compute_policy_loss_sspo(
                        **config.global_batch_info)
 
     metrics = sspo_metrics(stats)  # one device sync
-    return pg_loss, {f"actor/{k}" if k in _VERL_METRICS else f"{METRIC_PREFIX}{k}": v for k, v in metrics.items()}
+    return pg_loss, {f"actor/{k}" if k in VERL_METRIC_NAMES else f"{METRIC_PREFIX}{k}": v for k, v in metrics.items()}

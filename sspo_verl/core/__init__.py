@@ -1,4 +1,4 @@
-"""SSPO's math in plain torch, read alongside ``spec/SSPO.md``. No verl, Ray, Hydra or OmegaConf import.
+"""SSPO's math in plain torch, read alongside ``docs/SSPO.md``. No verl, Ray, Hydra or OmegaConf import.
 
     segmentation  token ids -> subsentence segments (§3)
     ratio         subsentence importance ratio, both gradient forms (§4)

@@ -16,6 +16,15 @@ def test_spec_defaults_and_subclass():
     assert c.delimiters == ",.;:!?，。；：！？、" and c.tokenizer_path is None
 
 
+def test_every_loss_hyper_parameter_of_the_core_is_a_config_field_with_its_default():
+    from sspo_verl.adapter.policy_loss import POLICY_LOSS_FIELDS
+    from sspo_verl.core.loss import SSPOParams
+
+    assert "ratio_grad" in POLICY_LOSS_FIELDS and "entropy_alpha" in POLICY_LOSS_FIELDS
+    config, core = SSPOPolicyLossConfig(), SSPOParams()
+    assert {n: getattr(config, n) for n in POLICY_LOSS_FIELDS} == {n: getattr(core, n) for n in POLICY_LOSS_FIELDS}
+
+
 def test_built_from_yaml_through_target_like_verl_does():
     node = OmegaConf.create({"_target_": "sspo_verl.SSPOPolicyLossConfig", "loss_mode": "sspo",
                              "granularity": "sentence", "entropy_alpha": 2.0, "tokenizer_path": "/m"})
