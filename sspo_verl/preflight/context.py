@@ -13,7 +13,7 @@ __all__ = ["ACTOR", "POLICY_LOSS", "Context", "Finding", "PreflightError", "Pref
 ACTOR = "actor_rollout_ref.actor"
 POLICY_LOSS = f"{ACTOR}.policy_loss"
 
-GpuCounter = Callable[[Mapping[str, str]], Optional[int]]
+GpuCounter = Callable[[Mapping[str, str], float], Optional[int]]
 ClusterProbe = Callable[[str, float], list[float]]
 
 
@@ -77,7 +77,7 @@ class Context:
         config: the composed training config; a fix writes into it.
         report: where the findings go.
         env: the environment to read Slurm / Ray / CUDA variables from.
-        gpu_counter: GPUs visible here (tests pass a fake).
+        gpu_counter: GPUs visible here, given the environment and a timeout in seconds (tests pass a fake).
         cluster_probe: GPUs per node of a Ray cluster at an address, within a timeout (tests pass a fake).
     """
 
@@ -104,3 +104,31 @@ class Context:
 
     def fix(self, check: str, message: str) -> None:
         self.report.add("fix", check, message)
+
+    def require(self, check: str, key: str, value: Any, *, because: str, reason: str) -> bool:
+        """``key`` must hold ``value`` because of the setting ``because`` (a ``key=value`` text): fill it when unset
+        (null or missing) and report the fill (run_preflight prints each fill once at start-up); a different value
+        someone set is an error naming both keys. Never overwrites a value.
+
+        Args:
+            check: the check's name.
+            key: the dotted key that must hold ``value``.
+            because: the setting that needs it, e.g. ``"actor_rollout_ref.actor.policy_loss.entropy_source=current"``.
+            reason: why, in a few words (goes into both messages).
+
+        Returns:
+            Whether ``key`` holds ``value`` now.
+        """
+        current = self.get(key)
+        if current is None:
+            self.set(key, value)
+            self.fix(check, f"{key} was unset: set to {value!r} because {because} ({reason}).")
+            return True
+        if current == value:
+            return True
+        self.error(
+            check,
+            f"{key}={current!r} contradicts {because}: {reason}, so it needs {key}={value!r}. Set {key}={value!r} "
+            f"(or leave it unset), or change {because.split('=', 1)[0]}.",
+        )
+        return False
