@@ -71,10 +71,10 @@ ADV_ESTIMATORS: dict[str, bool] = {
     "opo": True,
     "sspo": True,
     "reinforce_plus_plus_baseline": True,
-    "gdpo": False,
-    "gpg": False,
-    "optimal_token_baseline": False,
-    "tir_optimal_token_baseline": False,
+    "gdpo": True,  # per-reward group normalisation
+    "gpg": True,  # group-mean baseline
+    "optimal_token_baseline": True,  # per-group token baseline
+    "tir_optimal_token_baseline": True,
     "gae": False,  # a critic's value baseline
     "reinforce_plus_plus": False,
     "remax": False,  # a greedy response's reward as the baseline
