@@ -9,7 +9,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from sspo_verl.preflight import algorithm, cluster, files, validate
+from sspo_verl.preflight import algorithm, cluster, files, ranges, validate
 from sspo_verl.preflight.context import ClusterProbe, Context, GpuCounter, PreflightError, PreflightReport
 
 __all__ = ["CHECKS", "run_preflight"]
@@ -22,6 +22,7 @@ if logger.level == logging.NOTSET:  # verl lowers the root logger to WARNING; fi
 # reports through ``ctx.error`` / ``ctx.warning`` / ``ctx.fix``; it returns early when its ``preflight.*`` switch
 # is off. Add a check by writing such a function in the module of its concern and listing it here.
 CHECKS: tuple[Callable[[Context], None], ...] = (
+    ranges.check_ranges,  # first: the checks after it may compute with these numbers
     algorithm.check_registry,
     algorithm.check_sspo_config,
     algorithm.check_on_policy,
@@ -63,7 +64,13 @@ def run_preflight(
         cluster_probe=cluster_probe,
     )
     for check in CHECKS:
-        check(ctx)
+        try:
+            check(ctx)
+        except (TypeError, ValueError, ArithmeticError):
+            if not ctx.report.errors:
+                raise
+            # a value an earlier check already refused (e.g. a batch size that is not a number) broke this one
+            logger.debug("pre-flight check %s skipped after earlier errors", check.__name__, exc_info=True)
     report = ctx.report
 
     for finding in report.fixes:

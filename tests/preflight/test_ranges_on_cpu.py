@@ -1,0 +1,59 @@
+"""sspo_verl.preflight.ranges: each numeric key out of range (or not a number) is refused naming the key and the
+rule; the presets and their values pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from sspo_verl.preflight.ranges import RANGES
+from tests.preflight.configs import ALGORITHMS, check, messages
+
+A = "actor_rollout_ref.actor"
+R = "actor_rollout_ref.rollout"
+
+# (key, a bad value): the issue's silent cases first, then one bad value per RANGES entry.
+BAD = [
+    (f"{A}.clip_ratio_low", -0.2), (f"{A}.clip_ratio_high", -0.28), (f"{A}.clip_ratio_low", 1.5),
+    (f"{A}.clip_ratio", 0), (f"{A}.clip_ratio_c", 0.5),
+    ("data.train_batch_size", 0), ("data.val_batch_size", -1), (f"{A}.ppo_mini_batch_size", 0),
+    (f"{A}.ppo_micro_batch_size_per_gpu", 0), (f"{A}.ppo_max_token_len_per_gpu", -5), (f"{A}.ppo_epochs", 0),
+    (f"{R}.log_prob_micro_batch_size_per_gpu", 0), (f"{R}.n", 0), (f"{R}.val_kwargs.n", 0),
+    ("trainer.total_epochs", 0), ("trainer.total_training_steps", -3), ("trainer.nnodes", 0),
+    ("trainer.n_gpus_per_node", 0), ("trainer.save_freq", 0), ("trainer.test_freq", -2),
+    ("data.max_prompt_length", 0), ("data.max_response_length", -1),
+    (f"{A}.optim.lr", 0), (f"{A}.optim.lr", -1e-6), (f"{A}.optim.weight_decay", -0.1),
+    (f"{A}.optim.lr_warmup_steps_ratio", 1.5), (f"{A}.grad_clip", 0), (f"{A}.entropy_coeff", -0.01),
+    (f"{A}.kl_loss_coef", -1), ("algorithm.kl_ctrl.kl_coef", -1), (f"{R}.temperature", 0),
+    (f"{R}.top_p", 0), (f"{R}.top_p", 1.2), (f"{R}.top_k", -5), (f"{R}.val_kwargs.temperature", -1),
+    (f"{R}.val_kwargs.top_p", 0), (f"{R}.gpu_memory_utilization", 1.5), ("data.train_batch_size", 2.5),
+]
+
+
+def test_every_range_has_a_bad_value_here():
+    assert {spec.key for spec in RANGES} <= {key for key, _ in BAD}
+
+
+@pytest.mark.parametrize(("key", "value"), BAD, ids=[f"{k.rsplit('.', 1)[-1]}={v}" for k, v in BAD])
+def test_out_of_range_value_is_refused_naming_the_key(data_dir, key, value):
+    _, report = check([f"{key}={value}", "preflight.check_cluster=false"])
+    errors = messages(report, "ranges", "error")
+    # (a derived key may be refused too: data.train_batch_size=0 makes the presets' ppo_mini_batch_size 0)
+    assert any(f"{key}={value!r}" in e and "it must be" in e for e in errors), report.findings
+
+
+def test_a_value_that_is_not_a_number_is_refused_and_the_later_checks_do_not_crash(data_dir):
+    _, report = check(["data.train_batch_size=many", "preflight.check_cluster=false"])
+    (msg,) = messages(report, "ranges", "error")
+    assert "data.train_batch_size='many' is not a number" in msg
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_the_presets_are_in_range(data_dir, algorithm):
+    for extra in ([], ["experiment=paper_qwen2.5_math_7b"], ["hardware=cpu", "model=tiny", "rollout=hf"]):
+        _, report = check([f"algorithm={algorithm}", *extra, "preflight.check_files=false"])
+        assert messages(report, "ranges") == [], (extra, messages(report, "ranges"))
+
+
+def test_minus_one_means_off_where_verl_says_so(data_dir):
+    _, report = check(["trainer.save_freq=-1", "trainer.test_freq=-1", f"{R}.top_k=-1"])
+    assert messages(report, "ranges") == []
