@@ -4,6 +4,7 @@ visible on this machine — so that verl never waits for GPUs that will not come
 
 from __future__ import annotations
 
+import glob
 import json
 import shutil
 import subprocess
@@ -18,19 +19,30 @@ __all__ = ["check_cluster", "count_visible_gpus", "probe_ray_cluster"]
 _SLURM_NODES_VARS = ("SLURM_JOB_NUM_NODES", "SLURM_NNODES")
 
 
-def count_visible_gpus(env: Mapping[str, str]) -> Optional[int]:
+def count_visible_gpus(env: Mapping[str, str], timeout_s: float = 20) -> Optional[int]:
     """GPUs this process could use: ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L`` (no CUDA context is
-    created in the driver). None when it cannot tell (no nvidia-smi)."""
+    created in the driver); without nvidia-smi, 0 when there is no NVIDIA device file (``/dev/nvidia<N>``) and
+    None (cannot tell) when there is.
+
+    Raises:
+        RuntimeError: nvidia-smi did not answer within ``timeout_s`` (the message names the command and the knob).
+    """
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         entries = [d for d in visible.split(",") if d.strip() and d.strip() != "-1"]
         return len(entries)
     smi = shutil.which("nvidia-smi")
     if smi is None:
-        return None
+        return None if glob.glob("/dev/nvidia[0-9]*") else 0
     try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(
+            f"`{smi} -L` did not answer within {timeout_s:g} s (preflight.gpu_query_timeout_s): the GPU driver may "
+            "be hung. Check the node (nvidia-smi), raise preflight.gpu_query_timeout_s, or skip the check with "
+            "preflight.check_cluster=false."
+        ) from exc
+    except OSError:
         return None
     if out.returncode != 0:
         return 0
@@ -75,7 +87,10 @@ def probe_ray_cluster(address: str, timeout_s: float) -> list[float]:
             [sys.executable, "-c", _PROBE_CODE, address], capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"no answer from the Ray cluster at {address!r} within {timeout_s:g} s") from exc
+        raise RuntimeError(
+            f"no answer from the Ray cluster at {address!r} within {timeout_s:g} s (the ray.init(address=...) "
+            "probe, bounded by preflight.cluster_timeout_s)"
+        ) from exc
     for line in out.stdout.splitlines():
         if line.startswith("SSPO_RAY_NODES="):
             return [float(g) for g in json.loads(line.split("=", 1)[1])]
@@ -183,8 +198,20 @@ def _check_this_machine(ctx: Context, nnodes: int, per_node: int) -> None:
             "trainer.nnodes=1.",
         )
         return
-    visible = ctx.gpu_counter(ctx.env)
-    if visible is None or visible == 0:
+    try:
+        visible = ctx.gpu_counter(ctx.env, float(ctx.get("preflight.gpu_query_timeout_s", 20)))
+    except RuntimeError as exc:
+        ctx.error("cluster", str(exc))
+        return
+    if visible == 0 and ctx.get("trainer.device", "cuda") == "cuda":
+        ctx.error(
+            "cluster",
+            f"trainer.device=cuda with {want}, but this machine has no GPU (no NVIDIA device; CUDA_VISIBLE_DEVICES "
+            "unset or empty): verl would wait for GPUs that never come. On a machine without GPUs run the CPU "
+            "backend: add hardware=cpu (with model=tiny rollout=hf for the tiny demo model); on a GPU node, check "
+            "the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES.",
+        )
+    elif visible is None or visible == 0:
         ctx.warning(
             "cluster",
             f"{want}, but no GPU is visible here ({'no nvidia-smi' if visible is None else 'nvidia-smi lists none'}"

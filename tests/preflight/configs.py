@@ -50,7 +50,7 @@ def check(overrides=(), *, env=None, gpus=8, cluster=None):
     """`sspo-train <overrides>`'s config through the pre-flight, without raising."""
     cfg = config(overrides)
     report = run_preflight(
-        cfg, env=env or {}, gpu_counter=lambda _env: gpus, cluster_probe=cluster or FakeCluster(), raise_on_error=False
+        cfg, env=env or {}, gpu_counter=lambda _env, _timeout: gpus, cluster_probe=cluster or FakeCluster(), raise_on_error=False
     )
     return cfg, report
 

@@ -81,7 +81,48 @@ def test_ray_probe_is_bounded_and_never_connects_this_process():
     import ray
 
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match="127.0.0.1:9"):
+    with pytest.raises(RuntimeError, match="127.0.0.1:9"):  # refused at once, or no answer within the bound
         probe_ray_cluster("127.0.0.1:9", timeout_s=5)
     assert time.monotonic() - start < 15
     assert not ray.is_initialized()
+
+
+def test_no_gpu_here_without_hardware_cpu_is_refused_with_the_fix(data_dir):
+    """The issue's hang: a GPU config on a machine without GPUs made verl wait > 5 min with no word."""
+    _, report = check([], gpus=0)
+    (msg,) = messages(report, "cluster", "error")
+    assert "trainer.device=cuda" in msg and "no GPU" in msg and "hardware=cpu" in msg
+
+
+def test_this_machine_counts_as_no_gpu_without_nvidia_smi_or_device_files(tmp_path, monkeypatch):
+    import glob
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    if glob.glob("/dev/nvidia[0-9]*"):
+        pytest.skip("this machine has NVIDIA device files")
+    assert count_visible_gpus({}) == 0
+
+
+def test_a_hung_nvidia_smi_is_an_error_naming_the_command_and_the_knob(tmp_path, monkeypatch, data_dir):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nsleep 30\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"nvidia-smi -L` did not answer within 1 s \(preflight.gpu_query_timeout_s"):
+        count_visible_gpus({}, timeout_s=1)
+    assert time.monotonic() - start < 10
+    from tests.preflight.configs import config
+    from sspo_verl.preflight import run_preflight
+
+    report = run_preflight(config(["preflight.gpu_query_timeout_s=1"]), env={}, raise_on_error=False,
+                           cluster_probe=FakeCluster())
+    (msg,) = messages(report, "cluster", "error")
+    assert "preflight.gpu_query_timeout_s" in msg and "preflight.check_cluster=false" in msg
+
+
+def test_a_ray_probe_past_its_bound_names_the_knob():
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"within 0.2 s .*preflight.cluster_timeout_s"):
+        probe_ray_cluster("127.0.0.1:9", timeout_s=0.2)  # the probe's own start (importing ray) takes longer
+    assert time.monotonic() - start < 10

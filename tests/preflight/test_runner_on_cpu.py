@@ -24,7 +24,7 @@ def test_run_preflight_raises_with_every_error_and_logs_warnings(data_dir, caplo
                   "algorithm.adv_estimator=nope"])
     with caplog.at_level(logging.WARNING, logger="sspo_verl.preflight"):
         with pytest.raises(PreflightError) as info:
-            run_preflight(cfg, env={}, gpu_counter=lambda _e: 8, cluster_probe=FakeCluster())
+            run_preflight(cfg, env={}, gpu_counter=lambda _e, _t: 8, cluster_probe=FakeCluster())
     text = str(info.value)
     assert "nothing was started" in text and "'bogus'" in text and "'nope'" in text
     assert len(info.value.findings) == 2
@@ -34,4 +34,4 @@ def test_run_preflight_raises_with_every_error_and_logs_warnings(data_dir, caplo
 def test_strict_mode_turns_warnings_into_errors(data_dir):
     cfg = config(["num_mini_batches=1", "preflight.strict=true"])
     with pytest.raises(PreflightError, match="FULLY ON-POLICY"):
-        run_preflight(cfg, env={}, gpu_counter=lambda _e: 8, cluster_probe=FakeCluster())
+        run_preflight(cfg, env={}, gpu_counter=lambda _e, _t: 8, cluster_probe=FakeCluster())
