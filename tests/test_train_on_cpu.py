@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from sspo_verl import train
 from sspo_verl.preflight import PreflightError
 from sspo_verl.train import compose
+from tests.preflight.configs import stage_training_files
 
 REPO = Path(__file__).resolve().parents[1]
 NO_CLUSTER = "preflight.check_cluster=false"  # this machine has no GPU; cluster checks: tests/test_preflight
@@ -26,12 +27,8 @@ NO_CLUSTER = "preflight.check_cluster=false"  # this machine has no GPU; cluster
 
 @pytest.fixture
 def dirs(tmp_path, monkeypatch):
-    data, out = tmp_path / "data", tmp_path / "out"
-    data.mkdir()
-    for name in ("math_l35", "math500", "aime24", "amc23", "minerva_math", "olympiadbench"):
-        (data / f"{name}.parquet").write_bytes(b"PAR1")
-    monkeypatch.setenv("SSPO_DATA_DIR", str(data))
-    monkeypatch.setenv("SSPO_OUTPUT_DIR", str(out))
+    out = tmp_path / "out"
+    data = stage_training_files(tmp_path, monkeypatch)  # the configs' parquet files and Hub models
     monkeypatch.delenv("VERL_FILE_LOGGER_PATH", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     return data, out

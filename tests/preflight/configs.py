@@ -11,8 +11,51 @@ from sspo_verl.preflight import run_preflight
 from sspo_verl.train import compose
 
 ALGORITHMS = ("grpo", "gspo", "gspo_wide", "sspo")
+DATA_FILES = ("math_l35", "math500", "aime24", "amc23", "minerva_math", "olympiadbench")
+HUB_MODELS = ("Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-Math-7B")
 GROUPS = ("algorithm", "model", "rollout", "hardware", "experiment")
 NX8 = ["hardware=gpu_nx8", "trainer.nnodes=2"]
+
+
+def write_verl_parquet(path, rows=None) -> None:
+    """A small parquet file with verl's columns (data_source, prompt, reward_model, ...), as sspo-data writes."""
+    from sspo_verl.data.prepare import write_parquet
+
+    rows = rows or [
+        {"data_source": "math500", "prompt": [{"role": "user", "content": f"What is {i} + {i}?"}], "ability": "math",
+         "reward_model": {"style": "rule", "ground_truth": str(2 * i)}, "extra_info": {"index": i}}
+        for i in range(2)
+    ]
+    write_parquet(rows, path)
+
+
+def fake_hub_snapshot(cache, repo_id, files=None) -> str:
+    """``repo_id`` in a Hugging Face hub cache laid out as huggingface_hub writes it; returns the snapshot dir."""
+    import json
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / "0123456789abcdef"
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text("0123456789abcdef")
+    for name, text in (files or {"config.json": json.dumps({"model_type": "qwen2"})}).items():
+        (snapshot / name).write_text(text)
+    return str(snapshot)
+
+
+def stage_training_files(tmp_path, monkeypatch):
+    """Every file the configs name, for the files check: the parquet files in ``tmp_path/data`` (SSPO_DATA_DIR),
+    the Hub models in ``tmp_path/hf`` (HF_HUB_CACHE); SSPO_OUTPUT_DIR is ``tmp_path/out``. Returns the data dir."""
+    out = tmp_path / "data"
+    out.mkdir()
+    for name in DATA_FILES:
+        write_verl_parquet(out / f"{name}.parquet")
+    for repo_id in HUB_MODELS:
+        fake_hub_snapshot(tmp_path / "hf", repo_id)
+    monkeypatch.setenv("SSPO_DATA_DIR", str(out))
+    monkeypatch.setenv("SSPO_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    return out
 
 
 class FakeCluster:

@@ -1,19 +1,15 @@
-"""Fixtures of the pre-flight tests: a data directory holding every file the configs name."""
+"""Fixtures of the pre-flight tests: a data directory holding every file the configs name, and a Hugging Face
+cache holding the configs' Hub models (a config.json each: what the files check looks for)."""
 
 from __future__ import annotations
 
 import pytest
 
-DATA_FILES = ("math_l35", "math500", "aime24", "amc23", "minerva_math", "olympiadbench")
+from tests.preflight.configs import stage_training_files
 
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
-    """A data_dir holding every file the configs name (existence is all the pre-flight checks)."""
-    out = tmp_path / "data"
-    out.mkdir()
-    for name in DATA_FILES:
-        (out / f"{name}.parquet").write_bytes(b"PAR1")
-    monkeypatch.setenv("SSPO_DATA_DIR", str(out))
-    monkeypatch.setenv("SSPO_OUTPUT_DIR", str(tmp_path / "out"))
-    return out
+    """A data_dir with every parquet file the configs name (verl's columns, two rows each), the Hub models of the
+    configs in a local HF cache, and an output dir; the environment points at all three."""
+    return stage_training_files(tmp_path, monkeypatch)

@@ -30,9 +30,62 @@ def test_missing_tiny_model_points_at_the_demo_setup(data_dir, tmp_path, monkeyp
 def test_missing_model_directory_and_reward_module_are_errors(data_dir, tmp_path):
     _, report = check(["actor_rollout_ref.model.path=/no/such/model"])
     assert any("/no/such/model" in m for m in messages(report, "files", "error"))
-    _, report = check([f"actor_rollout_ref.model.path={tmp_path}"])  # an existing local directory
+    model = tmp_path / "model"
+    model.mkdir()
+    _, report = check([f"actor_rollout_ref.model.path={model}"])  # an empty directory: nothing verl loads
+    assert len(messages(report, "files", "error")) == 2  # model.path and the SSPO tokenizer_path filled from it
+    assert all("config.json" in m or "tokenizer" in m for m in messages(report, "files", "error"))
+    (model / "config.json").write_text("{}")
+    (model / "tokenizer_config.json").write_text("{}")
+    _, report = check([f"actor_rollout_ref.model.path={model}"])  # a model directory
     assert messages(report, "files") == []
     _, report = check(["reward.custom_reward_function.path=pkg://sspo_verl.reward.no_such_module"])
     assert any("cannot be imported" in m for m in messages(report, "files", "error"))
     _, report = check(["reward.custom_reward_function.path=/no/such/reward.py"])
     assert any("no such file" in m for m in messages(report, "files", "error"))
+
+
+def test_a_data_file_that_is_not_parquet_is_refused_naming_the_key(data_dir):
+    (data_dir / "math_l35.parquet").write_text('{"prompt": "jsonl, not parquet"}\n')
+    _, report = check([])
+    (msg,) = messages(report, "files", "error")
+    assert "data.train_files" in msg and "not a readable parquet file" in msg and "sspo-data prepare" in msg
+
+
+def test_a_parquet_file_without_verls_columns_is_refused(data_dir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"question": ["1+1?"], "answer": ["2"]}), data_dir / "math500.parquet")
+    _, report = check([])
+    (msg,) = messages(report, "files", "error")
+    assert "data.val_files" in msg and "'prompt'" in msg and "reward_model" in msg and "data.prompt_key" in msg
+    _, report = check(["data.prompt_key=question"])  # the prompt column named: the other two still missing
+    (msg,) = [m for m in messages(report, "files", "error") if m.startswith("data.val_files")]
+    assert "lacks the column(s) ['data_source', 'reward_model']" in msg
+
+
+def test_a_hub_id_missing_from_the_local_cache_is_refused_with_how_to_download_it(data_dir):
+    _, report = check(["actor_rollout_ref.model.path=Qwen/NotCached-1B"])
+    errors = messages(report, "files", "error")
+    assert errors and all("Qwen/NotCached-1B" in m for m in errors)
+    assert "actor_rollout_ref.model.path=Qwen/NotCached-1B" in errors[0]
+    assert "huggingface-cli download Qwen/NotCached-1B" in errors[0] and "preflight.allow_hub_download" in errors[0]
+    _, report = check(["actor_rollout_ref.model.path=Qwen/NotCached-1B", "preflight.allow_hub_download=true"])
+    assert messages(report, "files") == []
+    _, report = check(["actor_rollout_ref.model.path=Qwen/Qwen2.5-Math-7B"])  # in the (fixture's) cache
+    assert messages(report, "files") == []
+
+
+def test_a_reward_function_name_that_the_module_does_not_define_is_refused(data_dir, tmp_path):
+    _, report = check(["reward.custom_reward_function.name=compute_scor"])
+    (msg,) = messages(report, "files", "error")
+    assert "reward.custom_reward_function.name='compute_scor'" in msg and "math_reward" in msg
+    reward = tmp_path / "my_reward.py"
+    reward.write_text("import os\nos.makedirs('SIDE_EFFECT')\ndef score(*a, **k):\n    return 0.0\n")
+    _, report = check([f"reward.custom_reward_function.path={reward}", "reward.custom_reward_function.name=score"])
+    assert messages(report, "files") == []
+    assert not (tmp_path / "SIDE_EFFECT").exists() and not __import__("os").path.exists("SIDE_EFFECT")  # read, not run
+    _, report = check([f"reward.custom_reward_function.path={reward}", "reward.custom_reward_function.name=other"])
+    (msg,) = messages(report, "files", "error")
+    assert "'other' is not defined" in msg and str(reward) in msg
