@@ -9,7 +9,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from sspo_verl.preflight import algorithm, cluster, files, ranges, validate
+from sspo_verl.preflight import algorithm, cluster, files, ranges, tokenizer, validate
 from sspo_verl.preflight.context import ClusterProbe, Context, GpuCounter, PreflightError, PreflightReport
 
 __all__ = ["CHECKS", "run_preflight"]
@@ -30,6 +30,8 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     algorithm.check_preset,
     algorithm.check_group_size,
     files.check_files,
+    tokenizer.check_sspo_tokenizer,
+    tokenizer.check_prompt_lengths,  # after files: reads the prompts of files that passed
     cluster.check_cluster,
     validate.check_verl,  # last: only when nothing else failed
 )
