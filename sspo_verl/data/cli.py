@@ -34,6 +34,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--skip-invalid", action="store_true", help="drop invalid source rows instead of failing")
     p.add_argument("--limit", type=int, default=None, help="keep at most N rows per dataset (smoke tests)")
+    p.add_argument(
+        "--max-prompt-tokens", type=int, default=None,
+        help="drop rows whose chat prompt is longer (match sspo-train's data.max_prompt_length); needs --tokenizer",
+    )
+    p.add_argument("--tokenizer", default=None, help="the model's tokenizer directory, for --max-prompt-tokens")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +106,7 @@ def main(argv=None) -> int:
             report = prepare_dataset(
                 args.dataset, args.out, input_path=args.input, template=args.template, config=args.config,
                 split=args.split, levels=args.levels, skip_invalid=args.skip_invalid, limit=args.limit,
+                max_prompt_tokens=args.max_prompt_tokens, tokenizer_path=args.tokenizer,
             )
             print(report.summary())
             return 0
@@ -112,7 +118,8 @@ def main(argv=None) -> int:
             local = _local_input(Path(args.input_dir), name) if args.input_dir else None
             report = prepare_dataset(
                 name, out_dir / f"{name}.parquet", input_path=local, template=args.template,
-                skip_invalid=args.skip_invalid, limit=args.limit,
+                skip_invalid=args.skip_invalid, limit=args.limit, max_prompt_tokens=args.max_prompt_tokens,
+                tokenizer_path=args.tokenizer,
             )
             print(report.summary())
         return 0

@@ -10,7 +10,9 @@ A row (what ``verl.utils.dataset.rl_dataset.RLHFDataset`` and verl's reward mana
 
 Validation: every kept row has a non-empty question and answer. Invalid source rows fail the whole run
 with their row numbers (``skip_invalid=True`` drops and counts them instead). Training sets marked
-``dedup`` drop repeated questions; MATH keeps levels 3-5.
+``dedup`` drop repeated questions (other sets keep them; the summary counts them either way); MATH keeps levels
+3-5. With ``max_prompt_tokens`` and a tokenizer, rows whose chat prompt (the tokenizer's chat template with the
+generation prompt, as verl renders it) is longer are dropped, counted and listed.
 """
 
 from __future__ import annotations
@@ -39,13 +41,20 @@ class PrepareReport:
     invalid: int = 0
     filtered_level: int = 0
     duplicates: int = 0
+    duplicates_kept: bool = False
+    too_long: int = 0
     errors: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (
+        dup = f"duplicates {self.duplicates}" + (" (kept)" if self.duplicates_kept and self.duplicates else "")
+        text = (
             f"{self.name}: read {self.read} rows from {self.source}; wrote {self.written} to {self.out_path} "
-            f"(invalid {self.invalid}, other levels {self.filtered_level}, duplicates {self.duplicates})"
+            f"(invalid {self.invalid}, other levels {self.filtered_level}, {dup}, too long {self.too_long})"
         )
+        if self.dropped:
+            text += "\n  dropped: " + "\n  dropped: ".join(self.dropped)
+        return text
 
 
 def build_rows(
@@ -57,14 +66,21 @@ def build_rows(
     levels: tuple[int, ...] | None = None,
     skip_invalid: bool = False,
     limit: int | None = None,
+    max_prompt_tokens: int | None = None,
+    tokenizer=None,
 ) -> tuple[list[dict], PrepareReport]:
     """Map, validate, filter and deduplicate ``records`` into verl rows.
+
+    ``max_prompt_tokens`` with ``tokenizer`` (a transformers tokenizer): drop rows whose rendered chat prompt has
+    more tokens (counted in ``too_long``, the first ones listed in ``dropped``).
 
     Raises:
         DataError: invalid rows and ``skip_invalid`` is False (the message lists the first ones), or no row
             survives.
     """
-    report = PrepareReport(spec.name, source_label, "", read=len(records))
+    report = PrepareReport(spec.name, source_label, "", read=len(records), duplicates_kept=not spec.dedup)
+    if (max_prompt_tokens is None) != (tokenizer is None):
+        raise DataError("--max-prompt-tokens needs --tokenizer (the model's tokenizer directory), and vice versa")
     split_label = split_label or ("train" if spec.role == "train" else "test")
     levels = spec.levels if levels is None else levels
     build_prompt("", template)  # unknown template: fail before reading rows
@@ -87,16 +103,28 @@ def build_rows(
         if levels is not None and parsed.level not in levels:
             report.filtered_level += 1
             continue
-        if spec.dedup:
-            key = " ".join(parsed.question.split())
-            if key in seen:
-                report.duplicates += 1
+        key = " ".join(parsed.question.split())
+        if key in seen:
+            report.duplicates += 1
+            if spec.dedup:
                 continue
-            seen.add(key)
+        seen.add(key)
+        prompt = build_prompt(parsed.question, template)
+        if max_prompt_tokens is not None:
+            text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+            n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            if n_tokens > max_prompt_tokens:
+                report.too_long += 1
+                if len(report.dropped) < MAX_REPORTED_ERRORS:
+                    report.dropped.append(
+                        f"{source_label} row {source_row}: prompt of {n_tokens} tokens > --max-prompt-tokens "
+                        f"{max_prompt_tokens}"
+                    )
+                continue
         rows.append(
             {
                 "data_source": spec.name,
-                "prompt": build_prompt(parsed.question, template),
+                "prompt": prompt,
                 "ability": ABILITY,
                 "reward_model": {"style": "rule", "ground_truth": parsed.answer},
                 "extra_info": {
@@ -122,7 +150,7 @@ def build_rows(
     if not rows:
         raise DataError(
             f"{spec.name}: no rows left from {source_label} (read {report.read}, invalid {report.invalid}, "
-            f"outside levels {levels}: {report.filtered_level}); is this the right file for {spec.name}?"
+            f"outside levels {levels}: {report.filtered_level}, too long: {report.too_long}); is this the right file for {spec.name}?"
         )
     report.written = len(rows)
     return rows, report
@@ -150,14 +178,26 @@ def prepare_dataset(
     levels: tuple[int, ...] | None = None,
     skip_invalid: bool = False,
     limit: int | None = None,
+    max_prompt_tokens: int | None = None,
+    tokenizer_path: str | None = None,
 ) -> PrepareReport:
-    """Read ``name`` from ``input_path`` (or the local HF cache), convert, validate and write ``out_path``."""
+    """Read ``name`` from ``input_path`` (or the local HF cache), convert, validate and write ``out_path``;
+    ``max_prompt_tokens`` with ``tokenizer_path`` (a local tokenizer directory) drops over-long prompts."""
     spec = get_source(name)
+    tokenizer = None
+    if tokenizer_path is not None:
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"--tokenizer {tokenizer_path}: cannot load a tokenizer there ({exc})") from None
     records, label = resolve_records(
         input_path, spec.hf_id, spec.hf_config if config is None else config, spec.hf_split if split is None else split
     )
     rows, report = build_rows(
-        spec, records, label, template=template, levels=levels, skip_invalid=skip_invalid, limit=limit
+        spec, records, label, template=template, levels=levels, skip_invalid=skip_invalid, limit=limit,
+        max_prompt_tokens=max_prompt_tokens, tokenizer=tokenizer,
     )
     write_parquet(rows, out_path)
     report.out_path = str(out_path)

@@ -81,7 +81,11 @@ class SourceSpec:
 
 def answer_text(value: Any) -> str:
     """Normalise an answer cell to text: ints stay ints (``204.0`` → ``204``), lists join with ", ",
-    surrounding ``$`` and whitespace are stripped."""
+    surrounding ``$`` and whitespace are stripped.
+
+    Raises:
+        RowError: a mapping (a dict answer has no single text).
+    """
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -92,6 +96,8 @@ def answer_text(value: Any) -> str:
         return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, dict):  # str() would make the ground truth "{'value': 3}"
+        raise RowError(f"the answer is a mapping ({value!r:.80}), not a value: map the source's answer field first")
     if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
         parts = [answer_text(v) for v in value]
         return ", ".join(p for p in parts if p)

@@ -194,3 +194,52 @@ def test_build_rows_limit_and_known_sources():
     assert len(rows) == 4 and report.written == 4
     with pytest.raises(ValueError, match="unknown dataset"):
         get_source("math")
+
+
+def test_a_dict_answer_is_an_invalid_row_not_its_repr(tmp_path):
+    src = tmp_path / "aime24.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [{"problem": "ok?", "answer": "1"},
+                                                     {"problem": "dict?", "answer": {"value": 3}}]))
+    with pytest.raises(DataError, match=r"row 1: the answer is a mapping"):
+        prepare_dataset("aime24", tmp_path / "o.parquet", input_path=str(src))
+
+
+def test_duplicates_are_counted_whether_dropped_or_kept(tmp_path, capsys):
+    src = tmp_path / "aime24.jsonl"  # an eval set: duplicates kept, and the summary says so
+    src.write_text("\n".join(json.dumps({"problem": "same?", "answer": str(i)}) for i in range(3)))
+    assert data_main(["prepare", "aime24", "--input", str(src), "--out", str(tmp_path / "o.parquet")]) == 0
+    assert "wrote 3" in (out := capsys.readouterr().out) and "duplicates 2 (kept)" in out
+    dedup = next(s for s in SOURCES.values() if s.dedup)
+    rows, report = build_rows(dedup, [dict(r) for r in _dedup_records(dedup)], "x")
+    assert report.duplicates == 1 and len(rows) == report.written == 1 and "(kept)" not in report.summary()
+
+
+def _dedup_records(spec):
+    """Two records with the same question for a dedup training set, in its own source format."""
+    import itertools
+
+    for record in itertools.islice(_fixture_records(spec.name), 1):
+        return [record, dict(record)]
+    raise AssertionError(f"no fixture for {spec.name}")
+
+
+def _fixture_records(name):
+    from sspo_verl.data.readers import resolve_records
+
+    path = next(p for p in FIXTURES.iterdir() if p.stem == name)
+    return resolve_records(str(path), None, None, None)[0]
+
+
+def test_prompts_over_max_prompt_tokens_are_dropped_and_reported(tmp_path, tiny_model_dir, capsys):
+    src = tmp_path / "aime24.jsonl"
+    rows = [{"problem": "short?", "answer": "1"}, {"problem": "long " * 2000 + "?", "answer": "2"},
+            {"problem": "also short?", "answer": "3"}]
+    src.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "o.parquet"
+    args = ["prepare", "aime24", "--input", str(src), "--out", str(out), "--max-prompt-tokens", "256"]
+    assert data_main([*args, "--tokenizer", str(tiny_model_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "wrote 2" in text and "too long 1" in text and "row 1: prompt of" in text and "> --max-prompt-tokens 256" in text
+    assert [r["reward_model"]["ground_truth"] for r in _rows(out)] == ["1", "3"]
+    assert data_main(args) == 2  # --max-prompt-tokens without a tokenizer
+    assert "needs --tokenizer" in capsys.readouterr().err
