@@ -14,9 +14,12 @@ Per job: compose (``hydra_configs/sspo_trainer.yaml`` over verl's ``ppo_trainer`
 the CPU backend's driver environment and config (:mod:`sspo_verl.cpu.launch`) → pre-flight
 (:mod:`sspo_verl.preflight`; errors exit with status 2, nothing started) → the whole config resolved in the
 driver (the ``sspo.*`` and ``hydra:`` resolvers exist only here) and saved as ``<run dir>/resolved_config.yaml``
-→ the loggers' files: verl's file logger at ``<run dir>/metrics.jsonl`` (an attempt that resumes first renames
-the earlier one to ``metrics.<n>.jsonl``, because verl truncates it; a run that starts over moves old logs to
-``superseded/``: :mod:`sspo_verl.report.parts`), TensorBoard at ``<run dir>/tensorboard``, and the mini-batch
+when the attempt starts the run
+→ the loggers' files: verl's file logger at ``<run dir>/metrics.jsonl``, TensorBoard at ``<run dir>/tensorboard``
+→ the attempt checked against the run dir (:mod:`sspo_verl.rundir`): a rerun whose training config differs from
+the one the run started with is refused (exit 2, the differing keys listed); an attempt that starts over moves the
+earlier attempt's checkpoints and logs to ``superseded/``; one that resumes renames the earlier log to
+``metrics.<n>.jsonl`` (verl truncates it) and keeps ``resolved_config.yaml``, the record; and the mini-batch
 size for the ``diag/*`` driver metrics (:mod:`sspo_verl.adapter.driver_metrics`) in the workers' environment
 → verl's own entry point ``verl.trainer.main_ppo.main(config)`` (device detection, ``validate_config``,
 ``run_ppo``) → ``ray.shutdown()`` if this job started Ray, so the next job of a multirun starts clean.
@@ -210,17 +213,29 @@ def _resumes(config: DictConfig) -> bool:
     return find_latest_ckpt_path(os.path.abspath(str(config.trainer.default_local_dir))) is not None
 
 
-def _prepare_logs(config: DictConfig, logger_backends: list) -> None:
-    """Keep earlier attempts' metrics: verl's file logger truncates its file (sspo_verl.report.parts)."""
-    from sspo_verl.report.parts import prepare_attempt
+def _prepare_attempt(config: DictConfig, run_dir: str, logger_backends: list, dry_run: bool) -> bool:
+    """Check this attempt against the run dir's record and make room for it (:mod:`sspo_verl.rundir`); returns
+    whether the run dir's record is to be (re)written, i.e. the attempt starts a run there."""
+    from sspo_verl.rundir import RerunRefused, prepare_attempt
 
     metrics_path = _logger_env(config, _FILE_LOGGER_ENV) if "file" in logger_backends else None
-    if metrics_path is None:
-        return
     tensorboard_dir = _logger_env(config, _TENSORBOARD_ENV) if "tensorboard" in logger_backends else None
-    resumes = _resumes(config)
-    for source, target in prepare_attempt(metrics_path, resumes, tensorboard_dir):
-        logger.info("sspo-train: %s: %s -> %s", "resumed run" if resumes else "new run", source, target)
+    try:
+        starts, moves = prepare_attempt(
+            run_dir,
+            OmegaConf.to_container(config, resolve=True),
+            checkpoint_dir=os.path.abspath(str(config.trainer.default_local_dir)),
+            resumes=_resumes(config),
+            metrics_path=metrics_path,
+            tensorboard_dir=tensorboard_dir,
+            on_config_change=str(config.get("on_config_change", "refuse")),
+            dry_run=dry_run,
+        )
+    except (RerunRefused, ValueError) as exc:
+        raise PreflightError([Finding("error", "rerun", str(exc))]) from None
+    for source, target in moves:
+        logger.info("sspo-train: %s: %s -> %s", "new attempt" if starts else "resumed run", source, target)
+    return starts
 
 
 def _summary(config: DictConfig, run_dir: str) -> str:
@@ -261,9 +276,8 @@ def run(config: DictConfig) -> Optional[DictConfig]:
     for key, value in driver_metrics_env(config).items():  # diag/minibatches_per_rollout in the trainer process
         _worker_env(config, key, value)
     os.makedirs(run_dir, exist_ok=True)
-    if not dry_run:
-        _prepare_logs(config, logger_backends)
-    OmegaConf.save(config, os.path.join(run_dir, "resolved_config.yaml"))
+    if _prepare_attempt(config, run_dir, logger_backends, dry_run):
+        OmegaConf.save(config, os.path.join(run_dir, "resolved_config.yaml"))  # the config this run started with
     logger.info("sspo-train: %s", _summary(config, run_dir))
     if dry_run:
         print(OmegaConf.to_yaml(config), end="")

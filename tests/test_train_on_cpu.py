@@ -237,3 +237,24 @@ def test_non_editable_install_runs_from_another_directory(tmp_path):
     sources = [s["path"] for s in hydra_yaml.hydra.runtime.config_sources if s["provider"] == "main"]
     assert sources == [str(target / "sspo_verl" / "hydra_configs")]
     assert not list(elsewhere.iterdir())  # nothing written into the working directory
+
+
+def test_cli_refuses_a_rerun_with_a_changed_training_config(dirs, monkeypatch, capsys):
+    """A run dir with an earlier attempt (checkpoint + metrics as verl leaves them): a rerun with another lr is
+    refused with the diff, exit 2, nothing touched; on_config_change=new_attempt is the explicit way to go on."""
+    _, out = dirs
+    code, _, err = run_cli(monkeypatch, capsys, "algorithm=grpo", "dry_run=true", NO_CLUSTER)
+    assert code == 0, err
+    run_dir = out / "sspo" / "grpo-qwen2.5-math-1.5b-seed42"
+    (run_dir / "checkpoints" / "global_step_1").mkdir(parents=True)
+    (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("1")
+    (run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+    code, _, err = run_cli(monkeypatch, capsys, "algorithm=grpo", "actor_rollout_ref.actor.optim.lr=5e-6",
+                           "dry_run=true", NO_CLUSTER)
+    assert code == train.EXIT_PREFLIGHT and "Traceback" not in err
+    assert "actor_rollout_ref.actor.optim.lr: 1e-06 -> 5e-06" in err and "on_config_change=new_attempt" in err
+    assert OmegaConf.load(run_dir / "resolved_config.yaml").actor_rollout_ref.actor.optim.lr == 1e-6
+    code, _, err = run_cli(monkeypatch, capsys, "algorithm=grpo", "actor_rollout_ref.actor.optim.lr=5e-6",
+                           "on_config_change=new_attempt", "dry_run=true", NO_CLUSTER)
+    assert code == 0, err
+    assert (run_dir / "checkpoints" / "global_step_1").is_dir()  # a dry run moves nothing

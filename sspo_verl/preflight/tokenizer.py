@@ -106,8 +106,8 @@ def check_prompt_lengths(ctx: Context) -> None:
     limit = ctx.get("data.max_prompt_length")
     _, tokenizer_path = _model_tokenizer(ctx)
     directory = local_model_dir(tokenizer_path)
-    if not isinstance(limit, int) or directory is None:
-        return
+    if not isinstance(limit, int) or directory is None or vocab_fingerprint(directory) is None:
+        return  # no tokenizer here to count with (the files check reports a path that lacks one)
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
 
@@ -117,10 +117,19 @@ def check_prompt_lengths(ctx: Context) -> None:
         for path in _as_paths(ctx.get(key)):
             if path.startswith(REMOTE_PREFIXES) or not os.path.isfile(_local(path)):
                 continue
-            prompts = pq.read_table(_local(path), columns=[prompt_key]).column(prompt_key).to_pylist()
-            if tokenizer is None:
-                tokenizer = AutoTokenizer.from_pretrained(directory)
-            over = _prompt_lengths_over(tokenizer, prompts, limit)
+            try:
+                prompts = pq.read_table(_local(path), columns=[prompt_key]).column(prompt_key).to_pylist()
+                if tokenizer is None:
+                    tokenizer = AutoTokenizer.from_pretrained(directory)
+                over = _prompt_lengths_over(tokenizer, prompts, limit)
+            except Exception as exc:  # a tokenizer without a chat template, prompts that are not chat lists, ...
+                ctx.warning(
+                    "prompt_length",
+                    f"{key}: could not count the prompt tokens of {path} with the tokenizer at {directory} "
+                    f"({type(exc).__name__}: {str(exc)[:160]}); prompts longer than data.max_prompt_length={limit} "
+                    "would be left-truncated. Set data.filter_overlong_prompts=true to have verl drop them.",
+                )
+                return
             if not over:
                 continue
             rows = ", ".join(f"row {r}: {n} tokens" for r, n in over[:3]) + (" ..." if len(over) > 3 else "")

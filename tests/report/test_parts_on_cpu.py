@@ -69,7 +69,8 @@ def test_a_new_run_moves_earlier_logs_and_tensorboard_aside(tmp_path):
 
 
 def test_sspo_train_decides_resume_like_verl(tmp_path, monkeypatch):
-    """sspo-train's log preparation: resume_mode=auto resumes only with verl's checkpoint tracker present."""
+    """sspo-train's attempt preparation (sspo_verl.rundir): resume_mode=auto resumes only with verl's checkpoint
+    tracker present; an attempt that starts over moves the earlier logs and checkpoints aside."""
     from omegaconf import OmegaConf
 
     import sspo_verl.train as train
@@ -83,16 +84,17 @@ def test_sspo_train_decides_resume_like_verl(tmp_path, monkeypatch):
             "VERL_FILE_LOGGER_PATH": os.fspath(run_dir / "metrics.jsonl")}}}},
     })
     _write(run_dir / "metrics.jsonl", [1, 2], 0.0)
-    train._prepare_logs(config, ["console", "file"])  # no checkpoint: a new run
+    assert train._prepare_attempt(config, str(run_dir), ["console", "file"], False)  # no checkpoint: a new run
     assert not (run_dir / "metrics.jsonl").exists() and (run_dir / SUPERSEDED_DIR).is_dir()
 
     _write(run_dir / "metrics.jsonl", [1, 2], 0.0)
     (run_dir / "checkpoints" / "global_step_2").mkdir(parents=True)
     (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("2")
-    train._prepare_logs(config, ["console", "file"])
+    assert not train._prepare_attempt(config, str(run_dir), ["console", "file"], False)  # resumes
     assert (run_dir / "metrics.1.jsonl").is_file()
 
     config.trainer.resume_mode = "disable"
     _write(run_dir / "metrics.jsonl", [1], 0.0)
-    train._prepare_logs(config, ["console", "file"])
+    assert train._prepare_attempt(config, str(run_dir), ["console", "file"], False)
     assert metric_log_parts(os.fspath(run_dir / "metrics.jsonl")) == []
+    assert not (run_dir / "checkpoints").exists()  # moved aside with the logs, never overwritten

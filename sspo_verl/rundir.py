@@ -1,0 +1,184 @@
+"""A run directory's record of the config its run started with, and what a rerun into it may do.
+
+``sspo-train`` writes the resolved config to ``<run dir>/resolved_config.yaml`` when a run starts (no earlier
+attempt there) and keeps it when a later attempt resumes, so the file always says how the run's checkpoints and
+metrics were made. Before a rerun hands over to verl (:func:`prepare_attempt`):
+
+* the config differs from the record in a key that changes training (anything but bookkeeping:
+  :data:`IGNORED_PREFIXES`, :data:`IGNORED_KEYS`) → refused (:class:`RerunRefused`) with the differing keys and
+  the two ways out: a new run name, or ``on_config_change=new_attempt``;
+* ``on_config_change=new_attempt``, or an attempt that starts over (``trainer.resume_mode=disable``, or no
+  checkpoint to resume): everything the earlier attempt left — checkpoints, metric logs, TensorBoard files,
+  its config record — moves to ``superseded/<YYYYmmdd-HHMMSS>/``; nothing is overwritten or deleted;
+* an attempt that resumes with the same training config: the metric log moves to the next ``metrics.<n>.jsonl``
+  (verl truncates its file; :mod:`sspo_verl.report.parts`), checkpoints and the record stay.
+
+An "earlier attempt" is a checkpoint (``global_step_*``) or a non-empty metric log in the run dir; a record alone
+(a dry run, or a run that died before its first step) is replaced.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+__all__ = [
+    "IGNORED_KEYS",
+    "IGNORED_PREFIXES",
+    "ON_CONFIG_CHANGE",
+    "RECORD",
+    "RerunRefused",
+    "flatten",
+    "prepare_attempt",
+    "training_diff",
+]
+
+RECORD = "resolved_config.yaml"
+ON_CONFIG_CHANGE = ("refuse", "new_attempt")
+# Keys that do not change what a run trains: its schedule length, logging, checkpoint cadence, cluster layout,
+# Ray settings and the pre-flight's own switches. [ours]
+IGNORED_PREFIXES = ("trainer.", "ray_kwargs.", "preflight.", "hydra.", "transfer_queue.", "global_profiler.")
+IGNORED_KEYS = frozenset({"dry_run", "output_dir", "data_dir", "on_config_change"})
+SUPERSEDED_DIR = "superseded"
+
+
+class RerunRefused(ValueError):
+    """A rerun whose training config differs from the run's record (the message lists the keys and the fixes)."""
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{dotted.key: leaf}`` (lists kept as leaves)."""
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def training_diff(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (recorded, current)}`` for every training-relevant key whose value differs (flattened configs;
+    a key present in one only counts, with None for the other side)."""
+    keys = set(recorded) | set(current)
+    return {
+        key: (recorded.get(key), current.get(key))
+        for key in sorted(keys)
+        if key not in IGNORED_KEYS and not key.startswith(IGNORED_PREFIXES) and recorded.get(key) != current.get(key)
+    }
+
+
+def _load_record(run_dir: str) -> Optional[dict[str, Any]]:
+    import yaml
+
+    path = os.path.join(run_dir, RECORD)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        loaded = yaml.safe_load(f)
+    return flatten(loaded) if isinstance(loaded, Mapping) else None
+
+
+def _checkpoints(checkpoint_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(checkpoint_dir, "global_step_*")))
+
+
+def earlier_attempt(checkpoint_dir: str, metrics_path: Optional[str]) -> bool:
+    """Whether an earlier attempt trained here: a checkpoint, or a non-empty metric log (any part)."""
+    from sspo_verl.report.parts import metric_log_parts
+
+    if _checkpoints(checkpoint_dir):
+        return True
+    return bool(metrics_path) and any(os.path.getsize(p) > 0 for p in metric_log_parts(metrics_path))
+
+
+def _refusal(run_dir: str, diff: Mapping[str, tuple[Any, Any]]) -> str:
+    shown = list(diff.items())[:12]
+    lines = "\n".join(f"      {key}: {old!r} -> {new!r}" for key, (old, new) in shown)
+    more = f"\n      ... and {len(diff) - len(shown)} more" if len(diff) > len(shown) else ""
+    return (
+        f"{run_dir} holds a run started with another training config ({os.path.join(run_dir, RECORD)}); "
+        f"resuming it would mix two settings into one checkpoint and one metrics history. Differing keys "
+        f"(recorded -> now):\n{lines}{more}\n    Either give this run its own name (trainer.experiment_name=..., "
+        "or put the changed key into the name), or start a fresh attempt here with on_config_change=new_attempt "
+        f"(the earlier attempt moves to {os.path.join(run_dir, SUPERSEDED_DIR)}/, nothing is deleted)."
+    )
+
+
+def _supersede(run_dir: str, paths: Sequence[str], now: Optional[datetime.datetime]) -> list[tuple[str, str]]:
+    paths = [p for p in paths if os.path.exists(p)]
+    if not paths:
+        return []
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    target_dir = os.path.join(run_dir, SUPERSEDED_DIR, stamp)
+    suffix = 1
+    while os.path.exists(target_dir):  # two attempts within one second
+        suffix += 1
+        target_dir = os.path.join(run_dir, SUPERSEDED_DIR, f"{stamp}-{suffix}")
+    os.makedirs(target_dir)
+    moves = []
+    for source in paths:
+        target = os.path.join(target_dir, os.path.basename(source.rstrip("/")))
+        shutil.move(source, target)
+        moves.append((source, target))
+    return moves
+
+
+def prepare_attempt(
+    run_dir: str,
+    config: Mapping[str, Any],
+    *,
+    checkpoint_dir: str,
+    resumes: bool,
+    metrics_path: Optional[str] = None,
+    tensorboard_dir: Optional[str] = None,
+    on_config_change: str = "refuse",
+    dry_run: bool = False,
+    now: Optional[datetime.datetime] = None,
+) -> tuple[bool, list[tuple[str, str]]]:
+    """Check a new attempt against the run dir's record and make room for it (see the module docstring).
+
+    Args:
+        run_dir: the run directory.
+        config: the attempt's resolved config (a plain nested mapping).
+        checkpoint_dir: ``trainer.default_local_dir``.
+        resumes: whether verl would resume from a checkpoint there (its own rule).
+        metrics_path: where verl's file logger writes (None: file logger off).
+        tensorboard_dir: the TensorBoard directory (None: off).
+        on_config_change: ``refuse`` or ``new_attempt``.
+        dry_run: check only: refuse as a real attempt would, move nothing, write nothing.
+        now: the ``superseded/`` time stamp (tests).
+
+    Returns:
+        ``(starts, moves)``: whether this attempt starts the run here (the caller then writes :data:`RECORD`;
+        verl finds no checkpoint after the moves), and the ``(from, to)`` moves made.
+
+    Raises:
+        RerunRefused: the training config differs from the record and ``on_config_change=refuse``.
+        ValueError: an unknown ``on_config_change``.
+    """
+    from sspo_verl.report.parts import metric_log_parts
+    from sspo_verl.report.parts import prepare_attempt as prepare_logs
+
+    if on_config_change not in ON_CONFIG_CHANGE:
+        raise ValueError(f"on_config_change={on_config_change!r}: use one of {', '.join(ON_CONFIG_CHANGE)}")
+    earlier = earlier_attempt(checkpoint_dir, metrics_path)
+    record = _load_record(run_dir) if earlier else None
+    diff = training_diff(record, flatten(config)) if record is not None else {}
+    if diff and on_config_change == "refuse":
+        raise RerunRefused(_refusal(run_dir, diff))
+    if dry_run:
+        return not earlier, []  # an earlier attempt's record stays as it is
+    if resumes and not diff:
+        return False, prepare_logs(metrics_path, True) if metrics_path else []
+    old = [checkpoint_dir] if _checkpoints(checkpoint_dir) else []  # with verl's latest-step tracker
+    if metrics_path:
+        old += [p for p in metric_log_parts(metrics_path) if os.path.getsize(p) > 0]
+    if tensorboard_dir and os.path.isdir(tensorboard_dir) and os.listdir(tensorboard_dir):
+        old.append(tensorboard_dir)
+    if record is not None:
+        old.append(os.path.join(run_dir, RECORD))
+    return True, _supersede(run_dir, old, now)

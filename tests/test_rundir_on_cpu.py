@@ -1,0 +1,110 @@
+"""sspo_verl.rundir: a rerun with another training config is refused with the diff, a fresh attempt moves the
+earlier one aside (checkpoints included) instead of overwriting it, a resume keeps the record. Real files in a
+temporary run dir laid out as sspo-train and verl write it."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+import yaml
+
+from sspo_verl.rundir import RECORD, RerunRefused, prepare_attempt, training_diff
+
+NOW = datetime.datetime(2026, 1, 2, 3, 4, 5)
+CONFIG = {"seed": 1, "actor_rollout_ref": {"actor": {"optim": {"lr": 1e-6}, "clip_ratio_high": 0.28}},
+          "trainer": {"total_training_steps": 4, "logger": ["console", "file"]}}
+
+
+def _run_dir(tmp_path, steps=(1, 2), config=CONFIG):
+    """A run dir after an attempt: record, checkpoints global_step_<n> with verl's tracker, a metric log."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for step in steps:
+        (run / "checkpoints" / f"global_step_{step}").mkdir()
+        (run / "checkpoints" / f"global_step_{step}" / "model.pt").write_text(f"weights {step}")
+    (run / "checkpoints" / "latest_checkpointed_iteration.txt").write_text(str(max(steps)))
+    (run / "metrics.jsonl").write_text("".join(f'{{"step": {s}}}\n' for s in steps))
+    (run / RECORD).write_text(yaml.safe_dump(config))
+    return run
+
+
+def _attempt(run, config=CONFIG, **kw):
+    kw.setdefault("resumes", True)
+    return prepare_attempt(str(run), config, checkpoint_dir=str(run / "checkpoints"),
+                           metrics_path=str(run / "metrics.jsonl"), now=NOW, **kw)
+
+
+def _changed(**actor):
+    return {**CONFIG, "actor_rollout_ref": {"actor": {**CONFIG["actor_rollout_ref"]["actor"], **actor}}}
+
+
+def test_training_diff_ignores_bookkeeping_and_keeps_seeds():
+    flat = {"seed": 1, "trainer.total_training_steps": 4, "a.lr": 1.0, "ray_kwargs.x": 1, "output_dir": "/a"}
+    assert training_diff(flat, {**flat, "trainer.total_training_steps": 8, "ray_kwargs.x": 2, "output_dir": "/b"}) == {}
+    assert training_diff(flat, {**flat, "seed": 2, "a.lr": 2.0}) == {"a.lr": (1.0, 2.0), "seed": (1, 2)}
+    assert training_diff(flat, {**flat, "a.new": 3}) == {"a.new": (None, 3)}
+
+
+def test_a_rerun_with_a_changed_training_config_is_refused_with_the_diff(tmp_path):
+    run = _run_dir(tmp_path)
+    with pytest.raises(RerunRefused) as info:
+        _attempt(run, _changed(**{"optim": {"lr": 2e-6}, "clip_ratio_high": 0.4}))
+    text = str(info.value)
+    assert "actor_rollout_ref.actor.optim.lr: 1e-06 -> 2e-06" in text
+    assert "actor_rollout_ref.actor.clip_ratio_high: 0.28 -> 0.4" in text
+    assert "trainer.experiment_name" in text and "on_config_change=new_attempt" in text
+    # nothing moved, nothing rewritten
+    assert yaml.safe_load((run / RECORD).read_text()) == CONFIG
+    assert sorted(p.name for p in (run / "checkpoints").iterdir())[:2] == ["global_step_1", "global_step_2"]
+    with pytest.raises(RerunRefused):  # a dry run refuses the same way
+        _attempt(run, _changed(clip_ratio_high=0.4), dry_run=True)
+
+
+def test_new_attempt_moves_the_earlier_attempt_aside(tmp_path):
+    run = _run_dir(tmp_path)
+    starts, moves = _attempt(run, _changed(clip_ratio_high=0.4), on_config_change="new_attempt")
+    assert starts is True  # the caller writes the new record; verl finds no checkpoint and starts over
+    old = run / "superseded" / "20260102-030405"
+    assert (old / "checkpoints" / "global_step_2" / "model.pt").read_text() == "weights 2"
+    assert (old / "metrics.jsonl").exists() and yaml.safe_load((old / RECORD).read_text()) == CONFIG
+    assert not (run / "checkpoints").exists() and not (run / "metrics.jsonl").exists() and not (run / RECORD).exists()
+    assert len(moves) == 3
+
+
+def test_a_fresh_attempt_never_overwrites_earlier_checkpoints(tmp_path):
+    """The issue: resume_mode=disable after a 4-step run overwrote global_step_1..2 in place, 3..4 stayed."""
+    run = _run_dir(tmp_path, steps=(1, 2, 3, 4))
+    starts, _ = _attempt(run, resumes=False)  # same config, starting over
+    assert starts is True
+    old = run / "superseded" / "20260102-030405" / "checkpoints"
+    assert sorted(p.name for p in old.iterdir()) == [
+        "global_step_1", "global_step_2", "global_step_3", "global_step_4", "latest_checkpointed_iteration.txt"]
+    assert not (run / "checkpoints").exists()
+
+
+def test_a_resume_with_the_same_training_config_keeps_checkpoints_and_record(tmp_path):
+    run = _run_dir(tmp_path)
+    longer = {**CONFIG, "trainer": {**CONFIG["trainer"], "total_training_steps": 8}}  # bookkeeping only
+    starts, moves = _attempt(run, longer)
+    assert starts is False
+    assert moves == [(str(run / "metrics.jsonl"), str(run / "metrics.1.jsonl"))]
+    assert (run / "checkpoints" / "global_step_2").is_dir() and yaml.safe_load((run / RECORD).read_text()) == CONFIG
+
+
+def test_a_record_without_an_earlier_attempt_is_replaced(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / RECORD).write_text(yaml.safe_dump(CONFIG))  # a dry run, or a run that died before step 1
+    assert _attempt(run, _changed(clip_ratio_high=0.4), resumes=False) == (True, [])
+
+
+def test_a_dry_run_moves_nothing_and_keeps_an_earlier_record(tmp_path):
+    run = _run_dir(tmp_path)
+    assert _attempt(run, resumes=False, dry_run=True) == (False, [])
+    assert (run / "checkpoints" / "global_step_1").is_dir() and (run / "metrics.jsonl").exists()
+
+
+def test_an_unknown_on_config_change_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="on_config_change='keep'"):
+        _attempt(_run_dir(tmp_path), on_config_change="keep")
