@@ -30,7 +30,8 @@ def build_assets(tiny_dir: str = DEFAULT_TINY_DIR, seed: int = 0, n_train: int =
     from sspo_verl.demo.tiny_model import build_tiny_model
 
     tiny_dir = os.path.abspath(tiny_dir)
-    wanted = {"seed": seed, "n_train": n_train, "n_val": n_val, "format": 1}
+    # format 2: the tiny model has 2 heads of 32 (format 1 had 4 of 16, which vLLM's CPU attention refuses)
+    wanted = {"seed": seed, "n_train": n_train, "n_val": n_val, "format": 2}
     stamp_path = os.path.join(tiny_dir, _STAMP)
     files = [
         os.path.join(tiny_dir, "model", "config.json"),

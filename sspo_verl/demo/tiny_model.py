@@ -69,12 +69,13 @@ def build_tokenizer(out_dir: str, seed: int = 0, vocab_size: int = 640):
 
 
 def build_tiny_model(
-    out_dir: str, seed: int = 0, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4
+    out_dir: str, seed: int = 0, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 2
 ) -> str:
     """Write a tokenizer and a random-weight Qwen2 (fp32, tied embeddings) to ``out_dir``; return it.
 
-    ``head_dim = hidden_size // num_heads``. Defaults give ~60k parameters: a step of the real verl
-    trainer on CPU takes seconds.
+    ``head_dim = hidden_size // num_heads``: the defaults give 2 query heads of 32 (1 key/value head) because
+    vLLM's CPU attention supports head sizes of 32 and more (``sspo_verl.cpu.vllm_checks``), and ~115k
+    parameters: a step of the real verl trainer on CPU takes seconds, with either rollout.
     """
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
@@ -109,7 +110,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=2)
     args = parser.parse_args(argv)
     path = build_tiny_model(args.out_dir, seed=args.seed, hidden_size=args.hidden, num_layers=args.layers,
                             num_heads=args.heads)
