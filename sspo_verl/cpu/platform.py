@@ -192,7 +192,14 @@ class CPUPlatform(PlatformBase):
         return {"num_gpus": num_gpus}
 
     def is_ipc_supported(self) -> bool:
+        # verl's vLLM weight sync then goes through POSIX shared memory instead of CUDA IPC
         return False
+
+    def rollout_env_vars(self) -> dict[str, str]:
+        # verl passes these to every rollout server actor it starts (vLLMReplica.launch_servers)
+        from sspo_verl.cpu.vllm_rollout import ENGINE_ENV_VARS
+
+        return dict(ENGINE_ENV_VARS)
 
     def cudart(self) -> Any:
         return None

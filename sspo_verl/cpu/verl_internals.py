@@ -1,8 +1,8 @@
 """Every verl symbol the CPU backend relies on, in one place, resolved loudly.
 
 The CPU backend targets verl 0.9.1 (``sspo_verl.SUPPORTED_VERL_VERSION``). It uses verl's extension points
-where they exist (platform registry, engine registry, rollout-replica registry) and two private names where
-they do not. When verl moves any of them, :func:`resolve` raises :class:`VerlInternalsError` naming the symbol,
+where they exist (platform registry, engine registry, rollout-replica registry, verl's subclass hooks of its vLLM
+rollout) and the private names listed below where they do not. When verl moves any of them, :func:`resolve` raises :class:`VerlInternalsError` naming the symbol,
 what the CPU backend uses it for, and the installed verl version; ``tests/cpu/test_verl_internals_on_cpu.py``
 resolves all of them, so an upgrade fails there first, not inside a Ray worker. The names the backend replaces
 are :mod:`sspo_verl.patching` patches, which check their own targets.
@@ -39,9 +39,35 @@ class VerlSymbol:
 PRIVATE_SYMBOLS: tuple[VerlSymbol, ...] = (
     VerlSymbol(
         "verl.workers.rollout.base._ROLLOUT_REGISTRY",
-        "sspo_verl.cpu.rollout.register",
+        "sspo_verl.cpu.rollout.register, sspo_verl.cpu.vllm_rollout.register",
         "maps (rollout.name, mode) to the BaseRollout class built in each trainer worker; verl 0.9.1 has no "
-        "public register function for it, so the 'hf' adapter is added to the dict",
+        "public register function for it, so the 'hf' adapter is added to the dict and on CPU ('vllm', 'async') "
+        "points at CPUServerAdapter",
+    ),
+    VerlSymbol(
+        "verl.workers.rollout.vllm_rollout.vllm_async_server.vLLMHttpServer._get_worker_extension_cls",
+        "sspo_verl.cpu.vllm_server.CPUvLLMHttpServer",
+        "verl's hook for the worker extension vLLM loads; overridden to load the CPU weight sync",
+    ),
+    VerlSymbol(
+        "verl.workers.rollout.vllm_rollout.vllm_rollout.ServerAdapter._execute_method",
+        "sspo_verl.cpu.vllm_server.CPUServerAdapter",
+        "starts the engine's update_weights_from_ipc RPC; overridden to hand its future to the weight-sync watch",
+    ),
+    VerlSymbol(
+        "verl.workers.rollout.vllm_rollout.utils.vLLMColocateWorkerExtension._update_weights",
+        "sspo_verl.cpu.vllm_worker.CPUWorkerExtension",
+        "verl's per-bucket loader (model.load_weights + buffers), called inside vLLM's layerwise reload",
+    ),
+    VerlSymbol(
+        "verl.workers.rollout.vllm_rollout.utils.vLLMColocateWorkerExtension._get_zmq_handle",
+        "sspo_verl.cpu.vllm_worker.CPUWorkerExtension",
+        "the ZMQ endpoint the trainer's sender binds",
+    ),
+    VerlSymbol(
+        "verl.workers.rollout.vllm_rollout.bucketed_weight_transfer.BucketedWeightSender._init_socket",
+        "sspo_verl.cpu.vllm_weight_sync.WatchedWeightSender",
+        "creates the sender's ZMQ socket; extended to wrap it in the watched socket",
     ),
     VerlSymbol(
         "verl.workers.engine.base.EngineRegistry._engines",
@@ -51,6 +77,26 @@ PRIVATE_SYMBOLS: tuple[VerlSymbol, ...] = (
 )
 
 PUBLIC_SYMBOLS: tuple[VerlSymbol, ...] = (
+    VerlSymbol(
+        "verl.workers.rollout.vllm_rollout.vllm_async_server.vLLMReplica",
+        "sspo_verl.cpu.vllm_server",
+        "base of CPUvLLMReplica (its server_class attribute)",
+    ),
+    VerlSymbol(
+        "verl.workers.rollout.vllm_rollout.vllm_rollout.ServerAdapter.update_weights",
+        "sspo_verl.cpu.vllm_server.CPUServerAdapter",
+        "the trainer side of the sync, wrapped in the weight-sync scope",
+    ),
+    VerlSymbol(
+        "verl.workers.rollout.vllm_rollout.bucketed_weight_transfer.BucketedWeightReceiver",
+        "sspo_verl.cpu.vllm_worker",
+        "verl's shared-memory receiver the CPU weight sync uses as it is",
+    ),
+    VerlSymbol(
+        "verl.workers.rollout.replica.RolloutReplicaRegistry",
+        "sspo_verl.cpu.vllm_rollout.register",
+        "registers 'vllm' -> CPUvLLMReplica on CPU runs",
+    ),
     VerlSymbol("verl.plugin.platform.PlatformBase", "sspo_verl.cpu.platform", "base class of CPUPlatform"),
     VerlSymbol("verl.plugin.platform.PlatformRegistry.register", "sspo_verl.cpu.activate", "registers 'cpu'"),
     VerlSymbol("verl.plugin.platform.get_platform", "sspo_verl.cpu.activate", "checks the resolved platform"),
@@ -126,6 +172,10 @@ def _error(sym: VerlSymbol, detail: str) -> VerlInternalsError:
 def resolve(path: str):
     """Return the object at the dotted verl ``path`` (which must be listed above), or raise naming it."""
     sym = _symbol(path)
+    if sym.path.startswith("verl.workers.rollout.vllm_rollout."):
+        from sspo_verl.cpu import vllm_distribution
+
+        vllm_distribution.install()  # the package refuses to import without a 'vllm' distribution
     try:
         obj, attrs = _split(sym.path)
     except ModuleNotFoundError as e:

@@ -70,7 +70,8 @@ def test_apply_to_config_fills_ray_and_worker_env(compose):
 @pytest.mark.parametrize(
     "overrides, fix",
     [
-        (["rollout=vllm"], "use rollout=hf"),
+        (["actor_rollout_ref.rollout.name=sglang"], "use rollout=vllm (verl's vLLM server on the CPU build"),
+        (["rollout=vllm", "actor_rollout_ref.rollout.enable_sleep_mode=true"], "enable_sleep_mode=false"),
         (["ray_kwargs.ray_init.num_cpus=4"], "Ray would wait forever"),
         (
             [

@@ -24,10 +24,10 @@ SPEC_TABLE = {
     "sspo": ("sspo", "sspo", "seq-mean-token-mean", 0.2, 0.28, True),
 }
 
-# Options that only make sense together (the CPU backend's three files).
+# Options that only make sense together (the CPU backend's files; rollout=vllm also runs there).
 COMPANIONS = {
-    "hardware=cpu": ["model=tiny", "rollout=hf"],
-    "model=tiny": ["hardware=cpu", "rollout=hf"],
+    "hardware=cpu": ["model=tiny", "rollout=vllm"],
+    "model=tiny": ["hardware=cpu", "rollout=vllm"],
     "rollout=hf": ["hardware=cpu", "model=tiny"],
 }
 
@@ -173,6 +173,32 @@ def test_data_dir_moves_every_default_data_file(tmp_path):
     cfg = compose([f"data_dir={tmp_path}", "experiment=paper_qwen2.5_math_1.5b"])
     for path in [cfg.data.train_files, *cfg.data.val_files]:
         assert Path(path).parent == tmp_path
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],  # the GPU default: hardware=gpu_1x8 rollout=vllm
+        ["experiment=paper_qwen2.5_math_1.5b"],
+        ["experiment=paper_qwen2.5_math_7b"],
+        ["hardware=gpu_nx8", "trainer.nnodes=2"],
+        ["hardware=cpu", "model=tiny"],  # the CPU run: the same keys, the CPU platform's values
+    ],
+    ids=["gpu_default", "paper_1.5b", "paper_7b", "gpu_nx8", "cpu"],
+)
+def test_rollout_vllm_builds_verls_rollout_config(overrides):
+    """What rollout=vllm sets (and the paper experiments) is a valid verl RolloutConfig, on GPU and on CPU alike:
+    the dataclass verl's vLLM server builds from it (its __post_init__ validates), unknown keys refused."""
+    from verl.utils.config import omega_conf_to_dataclass
+    from verl.workers.config import RolloutConfig
+
+    cfg = compose(["rollout=vllm", *overrides])
+    rollout = omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
+    assert isinstance(rollout, RolloutConfig) and rollout.name == "vllm"
+    cpu = cfg.trainer.device == "cpu"
+    assert (rollout.enable_sleep_mode, rollout.free_cache_engine, rollout.enforce_eager) == (not cpu, not cpu, cpu)
+    assert rollout.dtype == ("float32" if cpu else "bfloat16")
+    assert ("kv_cache_memory_bytes" in (rollout.engine_kwargs.get("vllm") or {})) == cpu
 
 
 def test_hardware_presets():
