@@ -14,6 +14,7 @@ process group, Ray included — when it exceeds a bound:
 It never hangs and never leaves processes behind: every process of the run (the driver, Ray, every Ray worker,
 which Ray starts outside the driver's process group) carries ``SSPO_JOB_TAG=<unique id>`` in its environment;
 on a bound they get SIGTERM, then SIGKILL after a grace period. The same tag finds them for the memory samples.
+Once they are gone, the ``/dev/shm`` segments the run left behind are removed (``sspo_verl.cpu.shm``).
 """
 
 from __future__ import annotations
@@ -177,6 +178,14 @@ def _end_run(proc: subprocess.Popen, tag: str, grace_s: float = 20.0) -> None:
             time.sleep(0.5)
 
 
+def _remove_leaked_shm(since: float) -> None:
+    """Remove the /dev/shm segments the run left (vLLM's queues, verl's weight bucket) once nothing holds them."""
+    from sspo_verl.cpu import shm
+
+    time.sleep(shm.MIN_IDLE_S)  # the run's last writes must be that old before a segment counts as left behind
+    shm.remove_leaked(since)
+
+
 def run_job(
     name: str,
     overrides: Sequence[str],
@@ -216,7 +225,7 @@ def run_job(
     console_log = os.path.join(run_dir, "console.log")
     full_env = {**os.environ, **(env or {}), _TAG: tag}
     full_env.pop("VERL_FILE_LOGGER_PATH", None)  # sspo-train points the file logger at <run dir>/metrics.jsonl
-    start = time.monotonic()
+    start, started_at = time.monotonic(), time.time()
     seen, startup_s, last_progress, last_memory, last_wait = 0, None, start, 0.0, start
     peak = 0
     error = None
@@ -267,6 +276,7 @@ def run_job(
         finally:
             # on a bound: end everything; after a normal exit: make sure no Ray process of the run lingers
             _end_run(proc, tag, grace_s=20.0 if proc.poll() is None else 5.0)
+            _remove_leaked_shm(started_at)
     returncode = proc.returncode if error is None else None
     records = read_metrics(metrics_path)
     if error is None and returncode != 0:
