@@ -204,9 +204,27 @@ def _check_reward(ctx: Context) -> None:
         )
 
 
+def _check_writable(ctx: Context, key: str) -> None:
+    """``key`` names a directory sspo-train or verl will write: it, or its nearest existing parent, must be a
+    writable directory (else verl or Hydra raise a traceback later)."""
+    path = ctx.get(key)
+    if not isinstance(path, str) or not path or path.startswith(REMOTE_PREFIXES):
+        return
+    probe = os.path.abspath(_local(path))
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        ctx.error("files", f"{key}={path}: {probe} is a file, not a directory. Point {key} at a directory "
+                           "(SSPO_OUTPUT_DIR moves output_dir).")
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        ctx.error("files", f"{key}={path}: {probe} is not writable by this user. Point {key} at a writable "
+                           "directory (SSPO_OUTPUT_DIR moves output_dir), or fix its permissions.")
+
+
 def check_files(ctx: Context) -> None:
     """Data files missing, not parquet or without verl's columns; model / tokenizer paths that are neither a
-    model directory nor a cached Hub id; the reward module or function missing → error."""
+    model directory nor a cached Hub id; the reward module or function missing; an output directory that is a
+    file or not writable → error."""
     if not ctx.get("preflight.check_files", True):
         return
     setup_hint = ctx.get("preflight.setup_hint")  # e.g. model=tiny: the demo builds model and data
@@ -216,3 +234,5 @@ def check_files(ctx: Context) -> None:
         if isinstance(path, str) and path:
             _check_model_path(ctx, key, path, setup_hint)
     _check_reward(ctx)
+    for key in ("output_dir", "trainer.default_local_dir"):
+        _check_writable(ctx, key)

@@ -89,3 +89,23 @@ def test_a_reward_function_name_that_the_module_does_not_define_is_refused(data_
     _, report = check([f"reward.custom_reward_function.path={reward}", "reward.custom_reward_function.name=other"])
     (msg,) = messages(report, "files", "error")
     assert "'other' is not defined" in msg and str(reward) in msg
+
+
+def test_an_output_dir_that_is_a_file_or_unwritable_is_refused(data_dir, tmp_path):
+    import os
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    _, report = check([f"output_dir={afile}/runs"])
+    errors = messages(report, "files", "error")
+    assert any(m.startswith(f"output_dir={afile}/runs") and "is a file, not a directory" in m for m in errors)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permission bits: nothing to check here then
+            return
+        _, report = check([f"output_dir={locked}/runs"])
+        assert any("output_dir=" in m and "not writable" in m for m in messages(report, "files", "error"))
+    finally:
+        locked.chmod(0o700)
