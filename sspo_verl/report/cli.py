@@ -13,6 +13,7 @@ status 2 with a message naming the directory when one holds no metrics.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from sspo_verl.report.logs import SOURCES, MetricsNotFoundError
@@ -41,11 +42,18 @@ def main(argv=None) -> int:
     if args.smooth < 1:
         print(f"sspo-report: --smooth {args.smooth}: expected a positive integer", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"sspo-report: --out {args.out} is a file; give a directory (it is created if needed)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         run_dirs = expand_run_dirs(args.run_dirs)
         report = write_report(run_dirs, args.out, title=args.title, source=args.source, window=args.smooth)
     except (MetricsNotFoundError, ValueError) as e:
         print(f"sspo-report: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:  # an --out that cannot be created or written (a file in the path, permissions, disk)
+        print(f"sspo-report: cannot write the report to --out {args.out}: {e.strerror or e} "
+              f"({e.filename or args.out}). Give a writable directory.", file=sys.stderr)
         return EXIT_BAD_INPUT
     for label, runs in report.groups.items():
         seeds = ", ".join(str(r.seed) if r.seed is not None else "?" for r in runs)

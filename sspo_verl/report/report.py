@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from sspo_verl.report.catalogue import FIGURES, TABLES
+from sspo_verl.report.divergence import Divergence, divergence_markdown, find_divergence
 from sspo_verl.report.logs import MetricsNotFoundError, find_sources
 from sspo_verl.report.plots import figure_panels, group_colors, plot_figure
 from sspo_verl.report.runs import Run, group_runs, load_run
@@ -39,6 +40,8 @@ class Report:
         summary: path of ``summary.json``.
         groups: ``{group label: runs}``.
         notes: the report's notes (missing metrics, identities).
+        divergence: the runs that logged NaN / inf, first step first (also ``## Divergence`` in the markdown
+            and ``divergence`` in ``summary.json``).
     """
 
     out_dir: str
@@ -47,6 +50,7 @@ class Report:
     summary: str
     groups: dict[str, list[Run]]
     notes: list[str] = field(default_factory=list)
+    divergence: list[Divergence] = field(default_factory=list)
 
 
 def _has_metrics(path: str) -> bool:
@@ -167,7 +171,9 @@ def write_report(
     lines += [f"- **{k}**: {v}" for k, v in (conditions or {}).items()]
     if conditions:
         lines.append("")
-    lines += _section_runs(groups) + ["", "## Figures", ""] + figure_lines + ["## Tables", ""] + table_lines
+    diverged = find_divergence(loaded)
+    lines += _section_runs(groups) + [""] + divergence_markdown(diverged)
+    lines += ["## Figures", ""] + figure_lines + ["## Tables", ""] + table_lines
     lines += [
         "Cells: mean ± sample std over the group's seeds (one seed: the value alone; — : not logged). Metric keys "
         "are verl's (`critic/*`, `actor/*`, `val-core/*`), the granularity diagnostics every loss logs "
@@ -184,6 +190,8 @@ def write_report(
     summary_path = os.path.join(out_dir, SUMMARY_FILE)
     with open(summary_path, "w", encoding="utf-8") as fh:
         json.dump({"groups": {label: [r.run_dir or r.name for r in runs] for label, runs in groups.items()},
-                   "stats": summary}, fh, indent=1, sort_keys=True)
+                   "stats": summary,
+                   "divergence": {d.run: {"first_step": d.first_step, "metrics": d.metrics} for d in diverged}},
+                  fh, indent=1, sort_keys=True)
     return Report(out_dir=out_dir, markdown=markdown, figures=figures, summary=summary_path, groups=groups,
-                  notes=notes)
+                  notes=notes, divergence=diverged)

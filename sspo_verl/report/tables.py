@@ -11,6 +11,7 @@ from typing import Optional
 
 from sspo_verl.report.aggregate import SeedStat, seed_stat
 from sspo_verl.report.catalogue import Column, Table, validation_keys, validation_title
+from sspo_verl.report.divergence import only_non_finite
 from sspo_verl.report.runs import Run
 
 __all__ = ["format_stat", "table_columns", "table_markdown", "table_rows"]
@@ -63,7 +64,10 @@ def table_markdown(table: Table, columns: Sequence[Column], groups: Mapping[str,
     lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, stats in table_rows(columns, groups).items():
         runs = groups[label]
-        cells = [label, _seeds(runs), _steps(runs), *(format_stat(s) for s in stats)]
+        cells = [label, _seeds(runs), _steps(runs), *(
+            "NaN (diverged)" if s is None and only_non_finite(runs, c.key) else format_stat(s)
+            for s, c in zip(stats, columns)
+        )]
         lines.append("| " + " | ".join(cells) + " |")
     keys = list(dict.fromkeys(c.key for c in columns))
     lines += ["", "Keys: " + ", ".join(f"`{k}`" for k in keys) + "."]

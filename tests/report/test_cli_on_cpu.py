@@ -39,3 +39,14 @@ def test_the_console_script(fixture_runs, tmp_path):
                              "--source", "tensorboard"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "sspo: 1 run(s), seeds 1" in result.stdout and (tmp_path / "r" / "sspo.png").is_file()
+
+
+def test_an_out_that_is_a_file_or_below_one_exits_2_naming_it(fixture_runs, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    assert main([fixture_runs["grpo-tiny-seed1"], "--out", os.fspath(afile)]) == 2
+    assert f"--out {afile} is a file" in capsys.readouterr().err
+    assert main([fixture_runs["grpo-tiny-seed1"], "--out", os.fspath(afile / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the report to --out {afile / 'sub'}" in err and "Traceback" not in err
+    assert afile.read_text() == "keep me"
