@@ -21,7 +21,7 @@ from pathlib import Path
 from sspo_verl.data.readers import DataError
 from sspo_verl.data.sources import EVAL_BENCHMARKS, EXTRA_EVAL
 from sspo_verl.eval.decoding import DecodingConfig
-from sspo_verl.eval.generation import BACKENDS, VLLMOptions
+from sspo_verl.eval.generation import BACKENDS, BackendUnavailableError, VLLMOptions
 from sspo_verl.eval.model_source import ModelSourceError
 from sspo_verl.eval.results import markdown_table
 from sspo_verl.reward.math_reward import DEFAULT_TIMEOUT_S
@@ -133,7 +133,8 @@ def main(argv=None) -> int:
         else:
             print(text, end="")
         return 0
-    except (DataError, ModelSourceError, VerifierStartError, ValueError, FileNotFoundError) as exc:
+    except (DataError, ModelSourceError, VerifierStartError, BackendUnavailableError, ValueError,
+            FileNotFoundError) as exc:
         print(f"sspo-eval: error: {exc}", file=sys.stderr)
         return 2
 

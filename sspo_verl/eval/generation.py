@@ -8,6 +8,7 @@ the two backends see the same token ids. ``vllm`` is imported only when the vLLM
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -36,17 +37,39 @@ class VLLMOptions:
     enforce_eager: bool = False
 
 
+class BackendUnavailableError(RuntimeError):
+    """The requested generation backend is not installed here (the message says how to get it or what to use)."""
+
+
+def _find(module: str):
+    """``importlib.util.find_spec``, counting a module already in ``sys.modules`` without a spec as present."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module)
+    except ValueError:
+        return sys.modules.get(module)
+
+
 def choose_backend(requested: str) -> str:
-    """``auto`` → vLLM when a CUDA GPU and the vllm package are present, else HF generate."""
+    """``auto`` → vLLM when a CUDA GPU and the vllm package are present, else HF generate.
+
+    Raises:
+        BackendUnavailableError: ``vllm`` requested where the vllm package is not installed.
+    """
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; choose one of {BACKENDS}")
+    if requested == "vllm" and _find("vllm") is None:
+        raise BackendUnavailableError(
+            "--backend vllm: the vllm package is not installed here (pip install -e '.[vllm]', or the project's "
+            "GPU image); use --backend hf (transformers generate) or --backend auto"
+        )
     if requested != "auto":
         return requested
-    import importlib.util
 
     import torch
 
-    if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
+    if torch.cuda.is_available() and _find("vllm") is not None:
         return "vllm"
     logger.warning("no CUDA GPU with vLLM: generating with HF transformers (slow; fine for tiny models and tests)")
     return "hf"
@@ -70,7 +93,7 @@ def generate_vllm(
     try:
         from vllm import LLM, SamplingParams
     except ImportError as exc:
-        raise RuntimeError(
+        raise BackendUnavailableError(
             "the vLLM backend needs the vllm package (pip install -e '.[vllm]' or use the project's GPU image); "
             "use --backend hf to generate with transformers instead"
         ) from exc

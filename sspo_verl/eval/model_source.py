@@ -101,6 +101,35 @@ def merge_fsdp_checkpoint(actor_dir: Path, target_dir: Path, timeout_s: float = 
     os.replace(tmp, target_dir)
 
 
+def check_safetensors(directory: str | os.PathLike) -> None:
+    """Each ``*.safetensors`` file in ``directory`` is whole: its 8-byte header length, its JSON header, and the
+    data its tensors' offsets span fit the file's size exactly (a truncated copy fails here in microseconds, not
+    as a deserialisation traceback after the model started loading).
+
+    Raises:
+        ModelSourceError: the file that is truncated or corrupt, with what was expected.
+    """
+    import struct
+
+    for path in sorted(Path(directory).glob("*.safetensors")):
+        size = path.stat().st_size
+        try:
+            with open(path, "rb") as f:
+                (header_len,) = struct.unpack("<Q", f.read(8))
+                if header_len > size - 8:
+                    raise ValueError(f"its header claims {header_len} bytes, the file has {size}")
+                header = json.loads(f.read(header_len))
+            ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+            expected = 8 + header_len + max(ends, default=0)
+            if expected != size:
+                raise ValueError(f"{size} bytes, its tensors need {expected}")
+        except (struct.error, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ModelSourceError(
+                f"{path}: truncated or corrupt safetensors file ({exc}). Copy it again, or re-merge the checkpoint "
+                "(remove the merged directory and rerun)."
+            ) from None
+
+
 def resolve_model(model: str, merged_dir: str | os.PathLike) -> ResolvedModel:
     """Resolve ``model`` to an HF directory, merging a verl FSDP checkpoint into ``merged_dir`` if needed.
 
@@ -114,6 +143,7 @@ def resolve_model(model: str, merged_dir: str | os.PathLike) -> ResolvedModel:
             "(checkpoint root, global_step_N or global_step_N/actor). Hub ids are not downloaded here."
         )
     if has_weights(path):
+        check_safetensors(path)
         return ResolvedModel(str(path), "hf", model, _step_of(path))
     actor = _actor_dir(path)
     if actor is None:
@@ -123,6 +153,7 @@ def resolve_model(model: str, merged_dir: str | os.PathLike) -> ResolvedModel:
         )
     step = _step_of(actor)
     if has_weights(actor / "huggingface"):
+        check_safetensors(actor / "huggingface")
         return ResolvedModel(str(actor / "huggingface"), "verl-hf", model, step)
     if not any(actor.glob("model_world_size_*_rank_*.pt")):
         raise ModelSourceError(f"{actor}: no model_world_size_*_rank_*.pt shards and no huggingface/ weights")
@@ -131,6 +162,7 @@ def resolve_model(model: str, merged_dir: str | os.PathLike) -> ResolvedModel:
         marker = target / MERGE_MARKER
         source = json.loads(marker.read_text()).get("actor_dir") if marker.is_file() else None
         if source == str(actor.resolve()) and has_weights(target):
+            check_safetensors(target)
             return ResolvedModel(str(target), "verl-fsdp-merged", model, step)  # merged by an earlier run
         raise ModelSourceError(
             f"merge target {target} is not empty and is not a merge of {actor} (it holds a merge of {source}); "

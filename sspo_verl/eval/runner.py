@@ -93,9 +93,9 @@ def run_eval(
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     rows = {b: read_verl_rows(data_dir / f"{b}.parquet")[:limit] for b in benchmarks}
+    backend = choose_backend(backend)  # an unavailable backend fails here, before any model is merged or loaded
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = resolve_model(model, merged_dir or out_dir / "merged_model")
-    backend = choose_backend(backend)
 
     prompts = [row["prompt"] for b in benchmarks for row in rows[b]]
     generations = generate(backend, resolved.hf_path, prompts, decoding, vllm_options, hf_batch_size)

@@ -21,8 +21,9 @@ PROMPTS = [
 ]
 
 
-def test_auto_backend_without_gpu_is_hf():
+def test_auto_backend_without_gpu_is_hf(monkeypatch):
     assert choose_backend("auto") == "hf"
+    monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))  # installed (a stand-in: only found here)
     assert choose_backend("vllm") == "vllm"
     with pytest.raises(ValueError):
         choose_backend("tgi")
@@ -109,3 +110,11 @@ def test_vllm_missing_is_a_clear_error(monkeypatch, tiny_model):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     with pytest.raises(RuntimeError, match="--backend hf"):
         generate("vllm", tiny_model, PROMPTS[:1], DecodingConfig())
+
+
+def test_vllm_requested_without_vllm_is_refused_before_anything_loads(monkeypatch):
+    from sspo_verl.eval.generation import BackendUnavailableError, choose_backend
+
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(BackendUnavailableError, match="--backend hf"):
+        choose_backend("vllm")  # run_eval calls it before it resolves (merges) or loads the model

@@ -78,3 +78,16 @@ def test_errors_say_what_is_expected(tmp_path):
     shards.mkdir(parents=True)
     with pytest.raises(ModelSourceError, match="no model_world_size"):
         resolve_model(str(tmp_path / "ck2" / "global_step_1"), tmp_path / "m")
+
+
+def test_a_truncated_safetensors_file_is_named_before_loading(tiny_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (weights,) = model.glob("*.safetensors")
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) - 100])  # an interrupted copy
+    with pytest.raises(ModelSourceError, match=r"model\.safetensors: truncated or corrupt safetensors file"):
+        resolve_model(str(model), tmp_path / "merged")
+    weights.write_bytes(b"\x00" * 4)  # not even a header
+    with pytest.raises(ModelSourceError, match="truncated or corrupt"):
+        resolve_model(str(model), tmp_path / "merged")
