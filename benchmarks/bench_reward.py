@@ -9,6 +9,9 @@ Workloads (each sample unique, so math-verify's parse cache does not flatter the
   no_box     no ``\\boxed{}``: scored 0 before any verification
   mixed      10% exact, 40% symbolic, 40% wrong, 10% no_box (every verifier-bound case weighted up)
   hang       ``9^{9^{9^{9^{i}}}}``: each costs one timeout (reported as seconds per sample)
+  burst      ``--burst H,M``: H hang answers and M mixed ones submitted at once (hang first, as a burst of
+             pathological answers arrives): samples/s over the burst and the wall time of each sample from the
+             burst's start to its score (thread and verifier-queue wait included), worst and median
 
 Callers are ``--threads`` threads calling ``compute_score`` (as verl's reward loop does through
 ``run_in_executor``). The baseline is ``verl.utils.reward_score.math_verify.compute_score`` (verl 0.9.1:
@@ -122,6 +125,41 @@ def conditions(args) -> dict:
     }
 
 
+def burst_main(args) -> int:
+    """The ``burst`` workload for each ``--procs``: per-sample wall time from the burst's start, queue included."""
+    from sspo_verl.reward.math_reward import DEFAULT_MAX_WAIT_S, score_response
+    from sspo_verl.reward.verifier_pool import VerifierPool
+
+    n_hang, n_mixed = (int(x) for x in args.burst.split(","))
+    max_wait_s = DEFAULT_MAX_WAIT_S if args.max_wait_s is None else args.max_wait_s
+    cond = {**conditions(args), "burst": args.burst, "max_wait_s": max_wait_s}
+    print("conditions: " + ", ".join(f"{k}={v}" for k, v in cond.items()), flush=True)
+    print("| procs | samples (hang + mixed) | samples/s | worst wall per sample | median | timeouts (incl. queue) "
+          "| mixed scored as in isolation |")
+    print("|--:|--:|--:|--:|--:|--:|--:|")
+    for procs in [int(p) for p in args.procs.split(",")]:
+        with VerifierPool(num_procs=procs) as pool:
+            pool.verify("1", "1", timeout_s=60)
+            mixed = make_mixed(n_mixed, 5 * 10**7 + procs * 10**6)
+            alone = [score_response(r, g, args.timeout_s, pool)["score"] for r, g in mixed]
+            pairs = make_workload("hang", n_hang, 6 * 10**7 + procs * 10**6) + mixed
+            start = time.perf_counter()
+
+            def one(pair):
+                result = score_response(pair[0], pair[1], args.timeout_s, pool, max_wait_s=max_wait_s)
+                return time.perf_counter() - start, result
+
+            with ThreadPoolExecutor(max_workers=args.threads) as executor:
+                out = list(executor.map(one, pairs))
+            total = max(t for t, _ in out)
+            walls = sorted(t for t, _ in out)
+            timeouts = sum(int(r["verify_timeout"]) for _, r in out)
+            same = sum(r["score"] == a for (_, r), a in zip(out[n_hang:], alone))
+            print(f"| {procs} | {len(pairs)} ({n_hang} + {len(mixed)}) | {len(pairs) / total:.1f} | {walls[-1]:.1f} s "
+                  f"| {walls[len(walls) // 2]:.2f} s | {timeouts} | {same}/{len(mixed)} |", flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=400, help="samples per workload")
@@ -132,7 +170,11 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout-s", type=float, default=5.0)
     parser.add_argument("--no-baseline", action="store_true", help="skip verl's math_verify reward")
     parser.add_argument("--csv", default=None)
+    parser.add_argument("--burst", default=None, help="H,M: only the burst workload (H hang + M mixed answers)")
+    parser.add_argument("--max-wait-s", type=float, default=None, help="the reward's max_wait_s (default: its own)")
     args = parser.parse_args(argv)
+    if args.burst:
+        return burst_main(args)
 
     from sspo_verl.reward.math_reward import score_response
     from sspo_verl.reward.verifier_pool import VerifierPool

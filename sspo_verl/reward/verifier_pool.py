@@ -226,22 +226,29 @@ class VerifierPool:
             self._idle.put(worker)
 
     # ---------------------------------------------------------------- requests
-    def verify(self, gold: str, pred: str, timeout_s: float) -> VerifyOutcome:
+    def verify(self, gold: str, pred: str, timeout_s: float, max_wait_s: float | None = None) -> VerifyOutcome:
         """Verify one (gold, pred) pair with a hard wall-clock limit. Thread-safe.
+
+        Args:
+            timeout_s: the verification's limit (the worker is killed past it).
+            max_wait_s: how long to wait for a free worker (default ``acquire_timeout_s``); past it the outcome is
+                ``overloaded``. So a call takes at most ``max_wait_s + timeout_s`` (plus a worker's start-up when
+                one had to be replaced).
 
         Raises:
             VerifierStartError: a worker cannot start at all (installation problem).
         """
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        wait_s = self.acquire_timeout_s if max_wait_s is None else max(0.0, float(max_wait_s))
         if self._start_error is not None:
             raise self._start_error
         self._ensure_started()
         try:
-            worker = self._idle.get(timeout=self.acquire_timeout_s)
+            worker = self._idle.get(timeout=wait_s) if wait_s > 0 else self._idle.get_nowait()
         except queue.Empty:
             self._count("overloaded")
-            logger.warning("no verifier worker free within %.0f s (%d procs)", self.acquire_timeout_s, self.num_procs)
+            logger.warning("no verifier worker free within %.1f s (%d procs)", wait_s, self.num_procs)
             return VerifyOutcome("overloaded", False, 0.0, "no free worker")
         try:
             if worker.proc.poll() is not None:  # died while idle (recycled, OOM-killed): replace, not a sample error

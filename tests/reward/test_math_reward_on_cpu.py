@@ -238,3 +238,73 @@ def test_timeout_inside_a_ray_async_actor():
             assert seconds < 60
     finally:
         ray.shutdown()
+
+
+MARKER = "SSPO_REWARD_SIDE_EFFECT"
+
+
+def _injections(marker):
+    """Answers that would create ``marker`` if any part of the reward evaluated them as code."""
+    m = str(marker)
+    return {
+        "__import__": rf"\boxed{{__import__('os').system('touch {m}')}}",
+        "__import__ bare": rf"\boxed{{__import__('pathlib').Path('{m}').touch()}}",
+        "eval": rf"\boxed{{eval(\"open('{m}','w')\")}}",
+        "exec": rf"\boxed{{exec(\"import os; os.makedirs('{m}')\")}}",
+        "parse_expr lambda": rf"\boxed{{(lambda: __import__('os').mkdir('{m}'))()}}",
+        "sympy Function": rf"\boxed{{Function('system')('touch {m}')}}",
+        "class mro": rf"\boxed{{().__class__.__base__.__subclasses__()}}",
+        "latex text": rf"\boxed{{\text{{__import__('os').system('touch {m}')}}}}",
+        "1 MB string": r"\boxed{" + "1+" * 500_000 + "1}",
+        "10k-deep latex": r"\boxed{" + r"\frac{1}{" * 10_000 + "2" + "}" * 10_000 + "}",
+        "10k-deep braces": r"\boxed{" + "{" * 10_000 + "42" + "}" * 10_000 + "}",
+    }
+
+
+def test_injection_attempts_execute_nothing(pool, tmp_path):
+    """No answer is ever evaluated as code: no marker file appears, in this process or in a verifier worker
+    (whose working directory is this one's), and the pool still answers afterwards."""
+    import os
+
+    marker = tmp_path / MARKER
+    for name, answer in _injections(marker).items():
+        result = math_reward.score_response(answer, "42", timeout_s=1.0, pool=pool)
+        assert result["score"] == 0.0, name
+        assert not marker.exists() and not os.path.exists(MARKER), f"{name}: a side effect happened"
+    assert math_reward.score_response(r"\boxed{\frac{1}{2}}", "0.5", pool=pool)["score"] == 1.0
+
+
+def test_plain_numbers_are_decided_without_a_worker():
+    class NoPool:
+        def verify(self, *args, **kwargs):
+            raise AssertionError("a plain number went to the verifier pool")
+
+    assert math_reward.score_response(r"\boxed{3}", "2", pool=NoPool())["score"] == 0.0
+    assert math_reward.score_response(r"\boxed{0.50}", "0.5", pool=NoPool())["score"] == 1.0
+    assert math_reward.score_response(r"\boxed{-7}", "-7.0", pool=NoPool())["score"] == 1.0
+
+
+def test_a_burst_of_pathological_answers_bounds_every_samples_wall_time():
+    """16 answers that each cost a timeout, on 1 worker, from 8 threads at once (as verl's reward loop calls):
+    without a bound on the queue wait the last would wait ~16 timeouts; with it every sample, queue included,
+    ends within max_wait_s + timeout_s + a worker's replacement, and numeric answers in the burst still score."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    timeout_s, max_wait_s = 0.5, 1.0
+    hang = [(r"\boxed{9^{9^{9^{9^{" + str(i + 2) + "}}}}}", "1") for i in range(16)]
+    plain = [(r"\boxed{" + str(i) + "}", str(i)) for i in range(8)]
+
+    def timed(pair):
+        start = time.monotonic()
+        result = math_reward.score_response(pair[0], pair[1], timeout_s=timeout_s, pool=burst_pool,
+                                            max_wait_s=max_wait_s)
+        return time.monotonic() - start, result
+
+    with VerifierPool(num_procs=1) as burst_pool:
+        burst_pool.verify("1", "1", timeout_s=60)  # started: start-up is not the burst's
+        with ThreadPoolExecutor(max_workers=8) as executor:
+            timings = list(executor.map(timed, hang + plain))
+    worst = max(t for t, _ in timings)
+    assert worst < max_wait_s + timeout_s + 6.0, f"a sample took {worst:.1f} s"  # 6 s: a worker's start, loaded
+    assert all(r["score"] == 0.0 and r["verify_timeout"] == 1.0 for _, r in timings[:16])
+    assert all(r["score"] == 1.0 for _, r in timings[16:])
