@@ -313,8 +313,18 @@ def _with_resolve(argv: list[str]) -> list[str]:
     return argv
 
 
+def _exit_on_sigterm(signum, _frame) -> None:
+    """SIGTERM (Slurm's preemption, ``kill``, a job scheduler) ends sspo-train like Ctrl-C: ``SystemExit`` unwinds
+    through :func:`run`'s ``finally``, which shuts down the Ray this job started (its workers with it). verl writes
+    a checkpoint step before it moves its tracker to it, so a rerun resumes from the last complete one."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """``sspo-train``: a Hydra application (all of Hydra's flags work: ``-m``, ``--cfg``, ``--info``, ...)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.argv = [sys.argv[0], *_with_resolve(sys.argv[1:])]
     _hydra_app()
 
