@@ -77,6 +77,7 @@ def ref_sspo_loss(
     clip_c=3.0,
     ratio_grad="token",
     entropy=None,
+    entropy_mean=None,
     alpha=1.0,
     g_min=0.5,
     g_max=2.0,
@@ -100,8 +101,8 @@ def ref_sspo_loss(
                 groups.setdefault(seg[i][t], []).append(t)
         segs.append([groups[k] for k in sorted(groups)])
 
-    mu = None
-    if entropy is not None:
+    mu = entropy_mean  # μ given (spec §5: one number for the rollout batch), else the mean over this batch
+    if entropy is not None and mu is None:
         tot, n = 0.0, 0
         for i in range(B):
             for t in range(T):

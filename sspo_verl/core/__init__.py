@@ -8,7 +8,7 @@
 """
 
 from sspo_verl.core.advantage import group_relative_advantage, outcome_advantage
-from sspo_verl.core.clip_bounds import ENTROPY_ADAPT_MODES, clip_bounds, entropy_scale
+from sspo_verl.core.clip_bounds import ENTROPY_ADAPT_MODES, ENTROPY_SOURCES, clip_bounds, entropy_scale
 from sspo_verl.core.loss import (
     SSPO_METRIC_NAMES,
     SSPOLossStats,
@@ -35,6 +35,7 @@ __all__ = [
     "BoundaryTable",
     "DEFAULT_DELIMITERS",
     "ENTROPY_ADAPT_MODES",
+    "ENTROPY_SOURCES",
     "GRANULARITIES",
     "LOG_RATIO_MAX",
     "RATIO_GRAD_MODES",

@@ -105,6 +105,7 @@ def sspo_loss_matrix(
     params: SSPOParams,
     entropy: Optional[torch.Tensor] = None,
     rollout_is_weights: Optional[torch.Tensor] = None,
+    entropy_mean: Optional[float | torch.Tensor] = None,
 ) -> tuple[torch.Tensor, SSPOLossStats]:
     """Per-token SSPO policy-gradient loss (before aggregation).
 
@@ -114,8 +115,11 @@ def sspo_loss_matrix(
         advantages: A. Shape: (B, T)
         segments: from :func:`sspo_verl.core.segmentation.segment_responses` (holds the mask).
         params: :class:`SSPOParams`.
-        entropy: token entropy of π_θ, required when ``params.entropy_clip``. Shape: (B, T)
+        entropy: token entropy H, required when ``params.entropy_clip`` (the sampling policy's or the
+            current one's; spec §5). Shape: (B, T)
         rollout_is_weights: optional importance weights multiplying the loss. Shape: (B, T)
+        entropy_mean: μ, the entropy reference of the clip-bound scale (a number or 0-dim tensor); None: the
+            mean of ``entropy`` over this micro-batch's valid tokens (the loss then depends on the split).
 
     Returns:
         ``(pg_losses, stats)``: (B, T) loss matrix, 0 at masked tokens, differentiable in ``log_prob``;
@@ -126,9 +130,8 @@ def sspo_loss_matrix(
         raise ValueError(f"ratio_grad must be one of {RATIO_GRAD_MODES}, got {params.ratio_grad!r}")
     if params.entropy_clip and entropy is None:
         raise ValueError(
-            "SSPO entropy clipping needs the token entropy of the current policy, and none was given. "
-            "Set actor_rollout_ref.actor.calculate_entropy=true, or disable entropy clipping with "
-            "actor_rollout_ref.actor.policy_loss.entropy_clip=false."
+            "SSPO entropy clipping needs a token entropy, and none was given: pass entropy=, or disable "
+            "entropy clipping (actor_rollout_ref.actor.policy_loss.entropy_clip=false)."
         )
     mask = segments.mask
     log_prob = torch.where(mask, log_prob, 0.0)  # sanitise padding before anything differentiable
@@ -146,7 +149,7 @@ def sspo_loss_matrix(
         scale = None
         if params.entropy_clip:
             scale = entropy_scale(entropy, segments, params.entropy_alpha, params.entropy_scale_min,
-                                  params.entropy_scale_max)  # g, (B·T,)
+                                  params.entropy_scale_max, mean=entropy_mean)  # g, (B·T,)
             lower, upper = clip_bounds(params.clip_ratio_low, params.clip_ratio_high,
                                        segments.broadcast(scale).to(ratio.dtype), params.entropy_adapt)
         else:

@@ -232,7 +232,7 @@ def test_extreme_log_ratios_give_finite_loss_and_gradient(ratio_grad, sign):
 
 def test_entropy_clipping_without_entropy_says_how_to_fix():
     b = random_batch(0)
-    with pytest.raises(ValueError, match="calculate_entropy=true"):
+    with pytest.raises(ValueError, match="entropy_clip=false"):
         sspo_loss_matrix(b["log_prob"], b["old_log_prob"], b["advantages"], _segments(b["ids"], b["mask"]),
                          SSPOParams(entropy_clip=True), entropy=None)
 
@@ -264,3 +264,51 @@ def test_log_ratio_clamp_at_10_stops_the_gradient(ratio_grad):
     # every token 1/3 of the three tokens' r: also e^9.9
     mat, grad, _ = _run([9.9, 9.9, 9.9], adv=-1.0, params=params)
     torch.testing.assert_close(grad, torch.full((1, 3), math.exp(9.9), dtype=torch.float64))
+
+
+def test_given_entropy_mean_is_the_reference_of_the_scale():
+    # Segment 0 (x , ) has H̄ = 3, segment 1 (x x) has H̄ = 0.5. μ given as 1.5 (the rollout batch's mean,
+    # not this row's (3+3+0.5+0.5)/4 = 1.75): g = (2, 1/3 → clamped 0.5). A = −1, r = 0.6 on segment 0:
+    # bounds [1 − 0.2·2, 1 + 0.28·2] = [0.6, 1.56] hold r = 0.6 (in band, pg = 0.6); with the micro-batch
+    # μ = 1.75, g = 1.714 and 1 − 0.343 = 0.657 > 0.6 clips it (pg = 0.657).
+    ids = torch.tensor([[P["x"], P[","], P["x"], P["x"]]])
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    lp = torch.zeros(1, 4, dtype=torch.float64, requires_grad=True)
+    old = torch.tensor([[-math.log(0.6)] * 2 + [0.0] * 2], dtype=torch.float64)
+    ent = torch.tensor([[3.0, 3.0, 0.5, 0.5]], dtype=torch.float64)
+    adv = -torch.ones(1, 4, dtype=torch.float64)
+    seg = _segments(ids, mask)
+    mat, stats = sspo_loss_matrix(lp, old, adv, seg, SSPOParams(), entropy=ent, entropy_mean=1.5)
+    torch.testing.assert_close(mat[0, :2], torch.tensor([0.6, 0.6], dtype=torch.float64))
+    g = stats.scale[seg.valid]
+    torch.testing.assert_close(g, torch.tensor([2.0 / (1 + 1e-8 / 1.5), 0.5], dtype=torch.float64))
+    mat_mb, _ = sspo_loss_matrix(lp, old, adv, seg, SSPOParams(), entropy=ent)  # μ of this micro-batch
+    torch.testing.assert_close(mat_mb[0, :2], torch.full((2,), 1 - 0.2 * 3 / 1.75, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("ratio_grad", ["token", "segment"])
+def test_with_the_batch_mean_given_rows_do_not_depend_on_their_micro_batch(ratio_grad):
+    """Each row's loss and gradient are the same alone, in any split, or in the whole batch, once μ is given."""
+    params = SSPOParams(ratio_grad=ratio_grad, entropy_alpha=1.3)
+    b = random_batch(11, holes=True, max_b=6, max_t=16)
+    B = b["mask"].shape[0]
+    mu = float(b["entropy"][b["mask"]].mean())
+    seg = _segments(b["ids"], b["mask"])
+    full, _ = sspo_loss_matrix(b["log_prob"], b["old_log_prob"], b["advantages"], seg, params,
+                               entropy=b["entropy"], entropy_mean=mu)
+    (full_grad,) = torch.autograd.grad(full.sum(), b["log_prob"])
+    lp = b["log_prob"].detach().clone().requires_grad_(True)
+    parts, parts_mb = [], []
+    for rows in torch.arange(B).split(2):
+        sub = {k: v[rows] for k, v in b.items()}
+        sub_seg = _segments(sub["ids"], sub["mask"])
+        mat, _ = sspo_loss_matrix(lp[rows], sub["old_log_prob"], sub["advantages"], sub_seg, params,
+                                  entropy=sub["entropy"], entropy_mean=mu)
+        parts.append(mat)
+        mat_mb, _ = sspo_loss_matrix(lp[rows].detach(), sub["old_log_prob"], sub["advantages"], sub_seg, params,
+                                     entropy=sub["entropy"])
+        parts_mb.append(mat_mb)
+    (grad,) = torch.autograd.grad(torch.cat(parts).sum(), lp)
+    torch.testing.assert_close(torch.cat(parts), full.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(grad, full_grad, rtol=0, atol=0)
+    assert not torch.equal(torch.cat(parts_mb), full.detach())  # a micro-batch μ does move the loss
