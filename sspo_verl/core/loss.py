@@ -173,7 +173,7 @@ def sspo_loss_matrix(
             dual_clipped = torch.zeros_like(mask)
             active = ~ppo_clipped
         # ∂pg/∂log r: −A·r where the r-dependent branch is selected and the clamp at 10 is not active
-        grad_log_ratio = pg_losses1 * (active & (m <= LOG_RATIO_MAX))
+        grad_log_ratio = torch.where(active & (m <= LOG_RATIO_MAX), pg_losses1, 0.0)
         if rollout_is_weights is not None:
             weights = torch.where(mask, rollout_is_weights.to(pg_losses.dtype), 0.0)
             pg_losses = pg_losses * weights

@@ -179,8 +179,11 @@ class Segments:
         return self.sum(values) / self.denominators
 
     def broadcast(self, per_segment: torch.Tensor) -> torch.Tensor:
-        """Give every position its segment's value (masked positions too). (B·T,) -> (B, T)."""
-        return per_segment.gather(0, self.flat.view(-1)).view(self.mask.shape)
+        """Give every position its segment's value (masked positions too). (B·T,) -> (B, T), differentiable.
+
+        ``index_select`` rather than ``gather``/``take``: the same values, several times faster on CPU.
+        """
+        return per_segment.index_select(0, self.flat.view(-1)).view(self.mask.shape)
 
 
 def segment_responses(
