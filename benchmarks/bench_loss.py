@@ -8,7 +8,9 @@ Not a test: prints ratios measured in one run (machines are shared and noisy; th
 
 Each loss is called the way verl calls it (registry function, keyword arguments, ``ActorConfig``), SSPO with
 the response ids and entropy its micro-batch context would supply, metrics included (every loss returns
-its metrics as floats). Timing: median of ``--repeats`` interleaved rounds (vanilla, gspo, sspo, ... in
+its metrics as floats). ``sspo`` is the preset (``entropy_source=old``: the entropy and the rollout batch's μ
+come with the batch), ``sspo_current`` computes μ from the micro-batch, ``sspo_noent`` has no entropy clipping.
+Timing: median of ``--repeats`` interleaved rounds (vanilla, gspo, sspo, ... in
 turn, so load drift hits all alike) after warm-up; wall time on CUDA, process CPU time on CPU.
 Peak memory: on CUDA ``max_memory_allocated`` above the inputs; on CPU the resident high-water mark of a
 fresh subprocess per (loss, T) above its resident size before the step (glibc told to mmap every block of
@@ -31,7 +33,7 @@ import time
 
 import torch
 
-LOSSES = ("vanilla", "gspo", "sspo", "sspo_noent")
+LOSSES = ("vanilla", "gspo", "sspo", "sspo_current", "sspo_noent")
 
 
 def make_inputs(B: int, T: int, vocab_size: int, delimiter_ids: torch.Tensor, device: str, seed: int = 0):
@@ -60,6 +62,8 @@ def build_configs(tokenizer_path: str):
         "vanilla": ActorConfig(policy_loss=PolicyLossConfig(loss_mode="vanilla"), **common),
         "gspo": ActorConfig(policy_loss=PolicyLossConfig(loss_mode="gspo"), **common),
         "sspo": ActorConfig(policy_loss=SSPOPolicyLossConfig(tokenizer_path=tokenizer_path), **common),
+        "sspo_current": ActorConfig(policy_loss=SSPOPolicyLossConfig(tokenizer_path=tokenizer_path,
+                                                                     entropy_source="current"), **common),
         "sspo_noent": ActorConfig(policy_loss=SSPOPolicyLossConfig(tokenizer_path=tokenizer_path, entropy_clip=False),
                                   **common),
     }
@@ -70,6 +74,8 @@ def step_fn(name: str, config, x):
 
     fn = get_policy_loss_fn("sspo" if name.startswith("sspo") else name)
     extra = dict(response_ids=x["ids"], entropy=x["ent"]) if name.startswith("sspo") else {}
+    if name == "sspo":  # the preset: the sampling policy's entropy, μ of the rollout batch given by the trainer
+        extra["entropy_mean"] = float(x["ent"][x["mask"]].mean())
 
     def step():
         lp = x["lp"].detach().requires_grad_(True)

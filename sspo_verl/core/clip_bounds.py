@@ -67,7 +67,7 @@ def clip_bounds(
     if scale is None or adapt == "none":
         return lower, upper
     if adapt in ("both", "low"):
-        lower = 1.0 - torch.clamp(clip_ratio_low * scale, max=EPS_LOW_MAX)
+        lower = torch.clamp(torch.add(1.0, scale, alpha=-clip_ratio_low), min=1.0 - EPS_LOW_MAX)  # 1 − min(ε_l·g, .99)
     if adapt in ("both", "high"):
-        upper = 1.0 + clip_ratio_high * scale
+        upper = torch.add(1.0, scale, alpha=clip_ratio_high)  # 1 + ε_h·g
     return lower, upper

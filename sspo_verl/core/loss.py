@@ -97,6 +97,24 @@ class SSPOLossStats:
     scale: Optional[torch.Tensor]
 
 
+class _ValueWithGradient(torch.autograd.Function):
+    """``value`` in the forward pass; in the backward pass ∂out/∂x = ``grad`` elementwise.
+
+    The same as ``value + grad · (x − sg[x])`` (module docstring), without its three forward ops and their
+    backward: one multiply in the backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, x, value, grad):
+        ctx.save_for_backward(grad)
+        return value.view_as(value)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        return grad_output * grad, None, None
+
+
 def sspo_loss_matrix(
     log_prob: torch.Tensor,
     old_log_prob: torch.Tensor,
@@ -181,7 +199,7 @@ def sspo_loss_matrix(
 
     x = seg_log_ratio_tok if segment_grad else log_prob  # what log r moves with (see module docstring)
     if x.requires_grad:
-        pg_losses = pg_losses + grad_log_ratio * (x - x.detach())  # value pg, gradient ∂pg/∂log r · ∂x
+        pg_losses = _ValueWithGradient.apply(x, pg_losses, grad_log_ratio)  # value pg, gradient ∂pg/∂log r · ∂x
 
     stats = SSPOLossStats(segments=segments, token_log_ratio=token_log_ratio.detach(),
                           seg_log_ratio=seg_log_ratio.detach(), advantages=advantages, ppo_clipped=ppo_clipped,
@@ -191,37 +209,35 @@ def sspo_loss_matrix(
 
 _BIG = 1e30  # pushes unused segment ids out of min/max without where() on a bool mask
 
-# Layout of the vector sspo_metric_sums returns (exact integers where counts).
+# Layout of the vector sspo_metric_sums returns (exact integers where counts): these segment statistics, then
+# ROW_SUMS, B values each (the host reduces the rows: no device kernel per row statistic).
 METRIC_SUMS = (
-    "n_tok", "n_ppo", "n_high", "n_dual", "n_clipped", "sum_log_ratio",  # over valid tokens
-    "n_rows", "n_rows_all_clipped", "n_rows_none_clipped",  # over responses with a valid token
     "n_seg", "sum_seg_clipped_share", "max_seg_len", "min_m", "max_m",  # over used segments; m = log ratio
     "sum_scale", "min_scale", "max_scale",  # entropy scale g over used segments (n_seg, 1, 1 without)
 )
+ROW_SUMS = ("tok", "ppo", "high", "dual", "clipped", "log_ratio")  # per response: valid tokens, flags, Σ ℓ
 
 
 def sspo_metric_sums(stats: SSPOLossStats) -> torch.Tensor:
     """Every reduction the metrics are built from, as one vector on the loss's device (no sync).
 
-    The token flags are reduced per row in one stacked sum, each segment statistic in one reduction (no
-    stacked copy of the per-segment tensors); :func:`sspo_metrics_from_sums` does the per-metric arithmetic
-    on the host after the one copy, so no kernel is launched per metric. Layout: :data:`METRIC_SUMS`.
-    Shape: (17,), dtype of ℓ (at least float32).
+    The token flags are reduced per row in one stacked sum, the segment statistics in a few reductions;
+    :func:`sspo_metrics_from_sums` reduces the rows and does the per-metric arithmetic on the host after the one
+    copy, so no kernel is launched per metric. Layout: :data:`METRIC_SUMS`, then :data:`ROW_SUMS` (B each).
+    Shape: (8 + 6·B,), dtype of ℓ (at least float32).
     """
     seg = stats.segments
-    mask = seg.mask
+    B, T = seg.mask.shape
     dtype = torch.promote_types(stats.token_log_ratio.dtype, torch.float32)
     # PPO clip needs A ≠ 0: at 1 + ε_high when A > 0 (the high bound), at 1 − ε_low when A < 0
     high = stats.ppo_clipped & (stats.advantages > 0)
     clipped = stats.ppo_clipped | stats.dual_clipped  # zero-gradient tokens
     # bool flags summed through a uint8 view with the cast inside the reduction: no float copy of the flags
     # (the CPU's fast path; on CUDA the same single kernel as on bool)
-    flags = torch.stack([mask, stats.ppo_clipped, high, stats.dual_clipped, clipped]).view(torch.uint8)  # (5, B, T)
+    flags = torch.stack([stats.ppo_clipped, high, stats.dual_clipped, clipped]).view(torch.uint8)  # (4, B, T)
+    row_tokens = seg.counts.view(B, T).sum(dim=1, dtype=dtype).unsqueeze(0)  # (1, B) valid tokens per row
     row_log_ratio = stats.token_log_ratio.sum(dim=1, dtype=dtype).unsqueeze(0)  # (1, B)
-    rows = torch.cat([flags.sum(dim=2, dtype=dtype), row_log_ratio])  # (6, B) row sums
-
-    has_tok = rows[0] > 0  # (B,)
-    row_flags = torch.stack([has_tok, has_tok & (rows[4] == rows[0]), has_tok & (rows[4] == 0)])  # (3, B)
+    rows = torch.cat([row_tokens, flags.sum(dim=2, dtype=dtype), row_log_ratio])  # (6, B) row sums
 
     valid = seg.counts.clamp(max=1)  # (B·T,) 1 for used segment ids
     unused = (1.0 - valid) * _BIG  # (B·T,) pushes unused ids out of min / max
@@ -229,7 +245,8 @@ def sspo_metric_sums(stats: SSPOLossStats) -> torch.Tensor:
     n_seg = valid.sum(dtype=dtype)
     segment = [
         n_seg,
-        (seg.sum(clipped.view(torch.uint8).to(dtype)) / seg.denominators).sum(),  # Σ clipped share, 0 if unused
+        # Σ_segments clipped share = Σ_tokens clipped / |segment of the token| (no per-segment scatter)
+        (clipped.view(torch.uint8).to(dtype) * seg.broadcast(1.0 / seg.denominators.to(dtype))).sum(),
         seg.counts.amax(),
         (m + unused).amin(),
         (m - unused).amax(),
@@ -240,8 +257,7 @@ def sspo_metric_sums(stats: SSPOLossStats) -> torch.Tensor:
     else:
         one = n_seg.new_ones(())
         segment += [n_seg, one, one]
-    return torch.cat([rows.sum(dim=1), row_flags.view(torch.uint8).sum(dim=1, dtype=dtype),
-                      torch.stack(segment).to(dtype)])
+    return torch.cat([torch.stack(segment).to(dtype), rows.view(-1)])
 
 
 def sspo_metrics_from_sums(sums) -> dict[str, float]:
@@ -254,9 +270,19 @@ def sspo_metrics_from_sums(sums) -> dict[str, float]:
     token, fractions and counts are 0 and ratio/scale statistics 1.
     """
     values = [float(x) for x in sums]
-    if len(values) != len(METRIC_SUMS):
-        raise ValueError(f"expected {len(METRIC_SUMS)} sums ({', '.join(METRIC_SUMS)}), got {len(values)}")
+    n_head, n_row_sums = len(METRIC_SUMS), len(ROW_SUMS)
+    if len(values) < n_head or (len(values) - n_head) % n_row_sums:
+        raise ValueError(f"expected {n_head} sums ({', '.join(METRIC_SUMS)}) and {n_row_sums} x B row sums "
+                         f"({', '.join(ROW_SUMS)}), got {len(values)} values")
     v = dict(zip(METRIC_SUMS, values))
+    B = (len(values) - n_head) // n_row_sums
+    rows = dict(zip(ROW_SUMS, (values[n_head + k * B: n_head + (k + 1) * B] for k in range(n_row_sums))))
+    for key in ROW_SUMS:
+        v["n_" + key if key != "log_ratio" else "sum_log_ratio"] = math.fsum(rows[key])
+    has_tok = [(tok, clip) for tok, clip in zip(rows["tok"], rows["clipped"]) if tok > 0]
+    v["n_rows"] = float(len(has_tok))
+    v["n_rows_all_clipped"] = float(sum(clip == tok for tok, clip in has_tok))
+    v["n_rows_none_clipped"] = float(sum(clip == 0 for _, clip in has_tok))
     n_tok, n_seg, n_rows = max(v["n_tok"], 1.0), max(v["n_seg"], 1.0), max(v["n_rows"], 1.0)
     any_tok = v["n_tok"] > 0
 

@@ -72,7 +72,8 @@ class BoundaryTable:
 
     def lookup(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Codes of the tokens; ids outside ``[0, V)`` get 0. Shape: (B, T) -> (B, T) uint8."""
-        return self.codes.take(token_ids.long().clamp(0, self.vocab_size))
+        ids = token_ids.long().clamp(0, self.vocab_size)  # (B, T)
+        return self.codes.index_select(0, ids.view(-1)).view(ids.shape)  # index_select: the fast gather on CPU
 
 
 def delimiters_for(granularity: str, delimiters: str = DEFAULT_DELIMITERS) -> str:
@@ -221,14 +222,16 @@ def segment_responses(
     else:
         if table is None:
             raise ValueError(f"granularity {granularity!r} needs a BoundaryTable built from the tokenizer")
-        codes = table.lookup(token_ids)  # (B, T) uint8
-        boundary = _bit(codes, ENDS_CLAUSE) & mask  # (B, T)
+        codes = table.lookup(token_ids) * mask.view(torch.uint8)  # (B, T) uint8 codes, 0 at masked tokens
+        boundary = codes & (1 << ENDS_CLAUSE)  # (B, T) 0/1
         if numeric_guard:
-            digit_end = _bit(codes, ENDS_DIGIT) & mask  # (B, T)
-            digit_start = _bit(codes, STARTS_DIGIT) & mask  # (B, T)
-            digit_before = F.pad(digit_end[:, :-1], (1, 0))  # at t: token t-1 ends with a digit
-            digit_after = F.pad(digit_start[:, 1:], (0, 1))  # at t: token t+1 starts with a digit
-            boundary = boundary & ~(_bit(codes, IS_POINT) & digit_before & digit_after)
+            # guard(t): t is a point, t−1 ends with a digit, t+1 starts with a digit (all three bits present)
+            before = F.pad(codes[:, :-1], (1, 0)) & (1 << ENDS_DIGIT)  # (B, T) token t−1's digit-end bit
+            after = F.pad(codes[:, 1:], (0, 1)) & (1 << STARTS_DIGIT)  # (B, T) token t+1's digit-start bit
+            guard_bits = (1 << IS_POINT) | (1 << ENDS_DIGIT) | (1 << STARTS_DIGIT)
+            guarded = ((codes & (1 << IS_POINT)) | before | after) == guard_bits  # (B, T) bool
+            boundary = boundary & ~guarded.view(torch.uint8)  # ~1 = 0xFE clears bit 0, ~0 keeps it
+        boundary = boundary.view(torch.bool)  # (B, T)
 
     rows = torch.arange(B, device=mask.device).unsqueeze(1) * T  # (B, 1)
     if boundary is None:
