@@ -60,7 +60,9 @@ class Patch:
 
     Args:
         module: dotted name of the module that binds the target, e.g. ``"verl.workers.utils.losses"``.
-        name: the attribute replaced in ``module``.
+        name: the attribute replaced in ``module`` (or in ``owner``).
+        owner: a class defined in ``module`` whose attribute ``name`` is replaced (a method: subclasses that do
+            not override it see the replacement); ``None``: ``name`` is a module attribute.
         params: parameter names the original must have, in order (``inspect.signature``); a trailing ``...``
             means "these first, any others may follow" (for targets whose tail changes between releases the
             wrap does not touch). ``None``: no signature check.
@@ -76,10 +78,28 @@ class Patch:
     wrap: Callable[[Any], Any]
     importers: tuple[str, ...] = ()
     why: str
+    owner: Optional[str] = None
+
+    def __post_init__(self):
+        if self.owner is not None and self.importers:
+            raise ValueError(f"{self.target}: a class attribute has no importers (they bind the class)")
 
     @property
     def target(self) -> str:
-        return f"{self.module}.{self.name}"
+        return ".".join(part for part in (self.module, self.owner, self.name) if part)
+
+    def _holder_of(self, module) -> Any:
+        """What binds ``name``: the module, or its class ``owner`` (``_MISSING`` when the module lacks it)."""
+        if module is None or self.owner is None:
+            return module
+        return getattr(module, self.owner, _MISSING)
+
+    def holder(self) -> Any:
+        """The module or class whose attribute ``name`` is replaced (imports the module)."""
+        holder = self._holder_of(self._import(self.module))
+        if holder is _MISSING:
+            raise self._error(f"{self.module} has no attribute {self.owner!r}")
+        return holder
 
     def _error(self, problem: str) -> PatchTargetError:
         return PatchTargetError(
@@ -110,13 +130,13 @@ class Patch:
 
     def _resolve(self):
         """(module, current object, original) of the target, with the original's parameters checked."""
-        module = self._import(self.module)
-        current = getattr(module, self.name, _MISSING)
-        if current is _MISSING:
-            raise self._error(f"{self.module} has no attribute {self.name!r}")
+        holder = self.holder()
+        current = vars(holder).get(self.name, _MISSING) if self.owner else getattr(holder, self.name, _MISSING)
+        if current is _MISSING:  # (a class attribute must be the class's own, not inherited)
+            raise self._error(f"{self.owner or self.module} has no attribute {self.name!r}")
         original = _original_of(current)
         self._check_params(original)
-        return module, current, original
+        return holder, current, original
 
     def original(self) -> Any:
         """The unwrapped object (whether or not the patch is installed)."""
@@ -124,14 +144,14 @@ class Patch:
 
     def install(self) -> bool:
         """Replace the target and rebind every loaded importer (idempotent). True when this call changed anything."""
-        module, current, original = self._resolve()
+        holder, current, original = self._resolve()
         changed = False
         if _is_marked(current):
             replacement = current
         else:
             replacement = self.wrap(original)
             setattr(replacement, MARK, original)  # into the replacement's own __dict__
-            setattr(module, self.name, replacement)
+            setattr(holder, self.name, replacement)
             changed = True
         for importer_name in self.importers:
             importer = sys.modules.get(importer_name)
@@ -152,8 +172,8 @@ class Patch:
 
     def is_installed(self) -> bool:
         """True when the target and every loaded importer hold the replacement (imports nothing)."""
-        module = sys.modules.get(self.module)
-        current = getattr(module, self.name, _MISSING) if module is not None else _MISSING
+        holder = self._holder_of(sys.modules.get(self.module))
+        current = getattr(holder, self.name, _MISSING) if holder is not None and holder is not _MISSING else _MISSING
         if not _is_marked(current):
             return False
         for importer_name in self.importers:
@@ -164,12 +184,12 @@ class Patch:
 
     def uninstall(self) -> None:
         """Restore the original on the target and on every loaded importer (tests)."""
-        module = sys.modules.get(self.module)
-        current = getattr(module, self.name, _MISSING) if module is not None else _MISSING
+        holder = self._holder_of(sys.modules.get(self.module))
+        current = getattr(holder, self.name, _MISSING) if holder is not None and holder is not _MISSING else _MISSING
         if not _is_marked(current):
             return
         original = current.__dict__[MARK]
-        setattr(module, self.name, original)
+        setattr(holder, self.name, original)
         for importer_name in self.importers:
             importer = sys.modules.get(importer_name)
             if importer is not None and _is_marked(getattr(importer, self.name, None)):
