@@ -38,7 +38,8 @@ PATCHES = _all_patches()
 def test_the_walk_finds_every_known_patch():
     names = {name for name, _ in PATCHES}
     assert {"sspo_verl.adapter.microbatch.PPO_LOSS", "sspo_verl.adapter.diagnostics.POLICY_LOSS_LOOKUP",
-            "sspo_verl.cpu.process_group.INIT_PROCESS_GROUP", "sspo_verl.cpu.fsdp.UNPINNED_OFFLOAD"} <= names
+            "sspo_verl.cpu.process_group.INIT_PROCESS_GROUP", "sspo_verl.cpu.fsdp.UNPINNED_OFFLOAD",
+            "sspo_verl.adapter.entropy_reference.UPDATE_ACTOR"} <= names
     targets = [patch.target for _, patch in PATCHES]
     assert len(targets) == len(set(targets)), "two patches replace the same name"
 
@@ -60,7 +61,7 @@ def patch(request):
 
 def _bound(patch: Patch) -> list:
     """What the target module and every importer bind now."""
-    return [getattr(sys.modules[m], patch.name) for m in (patch.module, *patch.importers)]
+    return [getattr(patch.holder(), patch.name)] + [getattr(sys.modules[m], patch.name) for m in patch.importers]
 
 
 def test_install_marks_rebinds_importers_and_is_idempotent(patch, caplog):
@@ -68,7 +69,7 @@ def test_install_marks_rebinds_importers_and_is_idempotent(patch, caplog):
     assert MARK not in vars(original) and all(obj is original for obj in _bound(patch))
     with caplog.at_level(logging.INFO, logger="sspo_verl.patching"):
         assert patch.install() is True
-        replacement = getattr(sys.modules[patch.module], patch.name)
+        replacement = getattr(patch.holder(), patch.name)
         assert patch.install() is False  # second install changes nothing
     assert vars(replacement)[MARK] is original and patch.original() is original
     assert all(obj is replacement for obj in _bound(patch))  # importers loaded before install were rebound
@@ -88,7 +89,7 @@ def test_uninstall_restores_the_original_everywhere(patch):
 
 def test_a_subclass_or_copy_of_the_replacement_is_not_the_patch(patch):
     patch.install()
-    replacement = getattr(sys.modules[patch.module], patch.name)
+    replacement = getattr(patch.holder(), patch.name)
     if isinstance(replacement, type):
         assert MARK not in vars(type("Sub", (replacement,), {}))
     for importer in patch.importers[:1]:  # an importer that holds something else: not installed
@@ -103,7 +104,7 @@ def _assert_names_the_target(err: pytest.ExceptionInfo, patch: Patch, problem: s
 
 
 def test_a_moved_target_fails_loudly(patch, monkeypatch):
-    monkeypatch.delattr(sys.modules[patch.module], patch.name)
+    monkeypatch.delattr(patch.holder(), patch.name)
     with pytest.raises(PatchTargetError) as err:
         patch.install()
     _assert_names_the_target(err, patch, f"has no attribute {patch.name!r}")
@@ -131,11 +132,11 @@ def test_a_changed_signature_fails_loudly(patch, monkeypatch):
     def reshaped(*, not_a_parameter_of_the_original=None):
         return None
 
-    monkeypatch.setattr(sys.modules[patch.module], patch.name, reshaped)
+    monkeypatch.setattr(patch.holder(), patch.name, reshaped)
     with pytest.raises(PatchTargetError) as err:
         patch.install()
     _assert_names_the_target(err, patch, "parameters differ: found ('not_a_parameter_of_the_original',)")
-    assert getattr(sys.modules[patch.module], patch.name) is reshaped  # nothing was replaced
+    assert getattr(patch.holder(), patch.name) is reshaped  # nothing was replaced
 
 
 def test_a_trailing_ellipsis_accepts_more_parameters_and_an_unreadable_signature_is_an_error():
@@ -157,3 +158,16 @@ def test_a_trailing_ellipsis_accepts_more_parameters_and_an_unreadable_signature
             loose.install()
     finally:
         del sys.modules[module.__name__]
+
+
+def test_a_method_patch_reaches_the_subclasses_that_inherit_it():
+    """``owner``: verl's V1 trainers (sync, async) inherit ``PPOTrainer._update_actor`` and see the replacement."""
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    from sspo_verl.adapter.entropy_reference import UPDATE_ACTOR
+
+    assert UPDATE_ACTOR.is_installed() and UPDATE_ACTOR.holder() is PPOTrainer
+    assert MARK in vars(PPOTrainerSync._update_actor) and "_update_actor" not in vars(PPOTrainerSync)
+    with pytest.raises(ValueError, match="no importers"):
+        Patch(module="m", owner="C", name="f", params=None, wrap=lambda f: f, importers=("x",), why="probe")

@@ -100,8 +100,9 @@ def test_hand_off_to_verls_own_entry_point_with_a_resolved_config(dirs, verl_ent
     (handed,) = verl_entry
     assert "${" not in OmegaConf.to_yaml(handed)  # verl's workers never see sspo.* / hydra: interpolations
     actor = handed.actor_rollout_ref.actor
-    assert actor.policy_loss.tokenizer_path == "Qwen/Qwen2.5-Math-1.5B"  # pre-flight fix applied
-    assert actor.calculate_entropy is True and handed.algorithm.adv_estimator == "sspo"
+    assert actor.policy_loss.tokenizer_path is None  # the worker segments with the actor's own tokenizer
+    assert actor.policy_loss.entropy_source == "old" and actor.calculate_entropy is False
+    assert handed.algorithm.adv_estimator == "sspo"
 
 
 def test_preflight_error_stops_before_verl(dirs, verl_entry):

@@ -13,12 +13,14 @@ import logging
 from typing import Optional
 
 import torch
-from transformers import AutoTokenizer
+from verl.utils import hf_tokenizer
+from verl.utils.fs import copy_to_local
 
 from sspo_verl.adapter.config import SSPOPolicyLossConfig
 from sspo_verl.core.segmentation import BoundaryTable, build_boundary_table_from_tokenizer
 
-__all__ = ["actor_tokenizer_path", "boundary_table", "clip_ratios", "sspo_policy_loss", "tokenizer_path"]
+__all__ = ["actor_tokenizer_path", "boundary_table", "clip_ratios", "sspo_policy_loss", "tokenizer_path",
+           "trust_remote_code"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,9 @@ def sspo_policy_loss(config) -> Optional[SSPOPolicyLossConfig]:
 
 
 def actor_tokenizer_path(config) -> Optional[str]:
-    """The tokenizer path of the actor model in verl's ``ActorConfig.model_config``, or None."""
+    """The tokenizer verl's actor loaded, from ``ActorConfig.model_config``: its local copy
+    (``local_tokenizer_path``, which verl's ``HFModelConfig`` sets in the worker), else the configured path, else
+    None."""
     model_config = config.get("model_config", None)
     for key in ("local_tokenizer_path", "tokenizer_path", "local_path", "path"):
         value = model_config.get(key, None) if model_config is not None else None
@@ -47,6 +51,12 @@ def tokenizer_path(config) -> Optional[str]:
     return actor_tokenizer_path(config)
 
 
+def trust_remote_code(config) -> bool:
+    """Whether verl loads the actor's model and tokenizer with ``trust_remote_code`` (``model.trust_remote_code``)."""
+    model_config = config.get("model_config", None)
+    return bool(model_config.get("trust_remote_code", False)) if model_config is not None else False
+
+
 def clip_ratios(config) -> tuple[float, float]:
     """(ε_low, ε_high) as verl's losses read them: ``clip_ratio_low/high``, falling back to ``clip_ratio``."""
     low = config.clip_ratio_low if config.clip_ratio_low is not None else config.clip_ratio
@@ -55,14 +65,16 @@ def clip_ratios(config) -> tuple[float, float]:
 
 
 @functools.lru_cache(maxsize=8)
-def _cpu_boundary_table(path: str, delimiters: str) -> BoundaryTable:
-    tokenizer = AutoTokenizer.from_pretrained(path)
+def _cpu_boundary_table(path: str, delimiters: str, trust_remote: bool) -> BoundaryTable:
+    # as verl's HFModelConfig loads the actor's tokenizer: a local copy (hdfs:// and the like), verl's loader
+    tokenizer = hf_tokenizer(copy_to_local(path), trust_remote_code=trust_remote)
     table = build_boundary_table_from_tokenizer(tokenizer, delimiters)
     logger.info("sspo-verl: boundary table for %s (%d ids, delimiters %r)", path, table.vocab_size, delimiters)
     return table
 
 
 @functools.lru_cache(maxsize=16)
-def boundary_table(path: str, delimiters: str, device: str) -> BoundaryTable:
-    """The segmentation lookup table for a tokenizer, built once per process and moved once per device."""
-    return _cpu_boundary_table(path, delimiters).to(torch.device(device))
+def boundary_table(path: str, delimiters: str, device: str, trust_remote: bool = False) -> BoundaryTable:
+    """The segmentation lookup table for a tokenizer, built once per process and moved once per device;
+    ``trust_remote``: load it with ``trust_remote_code`` (see :func:`trust_remote_code`)."""
+    return _cpu_boundary_table(path, delimiters, trust_remote).to(torch.device(device))

@@ -13,7 +13,7 @@ from typing import Optional
 
 from verl.workers.config import PolicyLossConfig
 
-from sspo_verl.core.clip_bounds import ENTROPY_ADAPT_MODES
+from sspo_verl.core.clip_bounds import ENTROPY_ADAPT_MODES, ENTROPY_SOURCES
 from sspo_verl.core.loss import SSPOParams
 from sspo_verl.core.ratio import RATIO_GRAD_MODES
 from sspo_verl.core.segmentation import DEFAULT_DELIMITERS, GRANULARITIES
@@ -28,8 +28,9 @@ class SSPOPolicyLossConfig(PolicyLossConfig):
     Args:
         loss_mode (str): verl's registered policy loss to run. Default ``"sspo"``.
         tokenizer_path (Optional[str]): Tokenizer whose vocabulary the segmentation table is built from.
-            ``None``: ``sspo-train`` fills in ``actor_rollout_ref.model.path``; the loss refuses to run
-            without one. Must be the tokenizer that produced the response token ids.
+            ``None`` (default): the actor's own, as verl loads it in the worker (its local copy of
+            ``actor_rollout_ref.model.tokenizer_path`` / ``path``, with the model's ``trust_remote_code``).
+            When set, it is loaded the same way. Must be the tokenizer that produced the response ids.
         granularity (str): Where importance ratios are pooled (spec §3). ``"subsentence"`` (default,
             [paper]), ``"sentence"`` (``. ! ?`` ``。！？`` and newlines only), ``"sequence"`` (one segment
             per response: verl's ``gspo``), ``"token"`` (one token per segment: verl's ``vanilla``).
@@ -42,9 +43,15 @@ class SSPOPolicyLossConfig(PolicyLossConfig):
         ratio_grad (str): Gradient form of the subsentence ratio (spec §4). ``"token"`` (default):
             ``log r = sg[m] + log π − sg[log π]`` (GSPO-token, as verl's ``gspo``); ``"segment"``: the
             gradient flows through the segment mean ``m`` (TRL's sequence-level form).
-        entropy_clip (bool): Entropy-adaptive clip bounds (spec §5, direction [paper]). Needs the
-            actor's token entropy: set ``actor_rollout_ref.actor.calculate_entropy=true``
-            (``sspo-train`` does it for you). Default True.
+        entropy_clip (bool): Entropy-adaptive clip bounds (spec §5, direction [paper]). Default True.
+        entropy_source (str): Whose token entropy H scales the clip bounds (spec §5). ``"old"``
+            (default): the sampling policy's, which verl's V1 trainer computes at the old-log-prob pass
+            and stores per response; μ is its mean over every valid token of the rollout batch, so the
+            loss does not depend on the micro-batch split, dynamic batching or the data-parallel size,
+            and ``calculate_entropy`` stays off (the update costs what GRPO's does). Needs the V1 trainer
+            and the old-log-prob pass (not ``algorithm.rollout_correction.bypass_mode``). ``"current"``:
+            the entropy of π_θ in the update (needs ``actor.calculate_entropy=true``; ``sspo-train``
+            sets it), μ the micro-batch's mean, so the loss depends on how verl splits the mini-batch.
         entropy_alpha (float): Exponent α of the entropy scale ``g = clamp((H̄/μ)^α, g_min, g_max)``.
             Default 1.0.
         entropy_scale_min (float): ``g_min``, > 0. Default 0.5.
@@ -61,6 +68,7 @@ class SSPOPolicyLossConfig(PolicyLossConfig):
     # The loss's own hyper-parameters: defaults are the core's (one source, sspo_verl.core.loss.SSPOParams).
     ratio_grad: str = SSPOParams.ratio_grad
     entropy_clip: bool = SSPOParams.entropy_clip
+    entropy_source: str = "old"  # where H comes from: the adapter's choice, not a core hyper-parameter
     entropy_alpha: float = SSPOParams.entropy_alpha
     entropy_scale_min: float = SSPOParams.entropy_scale_min
     entropy_scale_max: float = SSPOParams.entropy_scale_max
@@ -78,6 +86,11 @@ class SSPOPolicyLossConfig(PolicyLossConfig):
                 f"{prefix}.ratio_grad={self.ratio_grad!r} is not one of {list(RATIO_GRAD_MODES)}. "
                 "'token' is the GSPO-token form verl's gspo uses; 'segment' lets the gradient flow through "
                 "the segment mean."
+            )
+        if self.entropy_source not in ENTROPY_SOURCES:
+            raise ValueError(
+                f"{prefix}.entropy_source={self.entropy_source!r} is not one of {list(ENTROPY_SOURCES)}: 'old' "
+                "(the sampling policy's entropy, split-invariant) or 'current' (π_θ's, per micro-batch)."
             )
         if self.entropy_adapt not in ENTROPY_ADAPT_MODES:
             raise ValueError(

@@ -20,7 +20,13 @@ import os
 
 import torch
 
-from sspo_verl.adapter.actor_config import boundary_table, clip_ratios, sspo_policy_loss, tokenizer_path
+from sspo_verl.adapter.actor_config import (
+    boundary_table,
+    clip_ratios,
+    sspo_policy_loss,
+    tokenizer_path,
+    trust_remote_code,
+)
 from sspo_verl.adapter.microbatch import current_microbatch
 from sspo_verl.core.diagnostics import granularity_diagnostics
 from sspo_verl.core.segmentation import DEFAULT_DELIMITERS, segment_responses
@@ -51,7 +57,7 @@ def diagnostics(microbatch, old_log_prob, log_prob, advantages, response_mask, c
     }
     path = tokenizer_path(config)
     if path is not None:
-        table = boundary_table(path, delimiters, str(log_prob.device))
+        table = boundary_table(path, delimiters, str(log_prob.device), trust_remote_code(config))
         segments["subsentence"] = microbatch.segments(
             ("subsentence", delimiters, numeric_guard),
             lambda: segment_responses(ids, mask, "subsentence", table, numeric_guard),

@@ -20,9 +20,11 @@ from contextvars import ContextVar
 from typing import Optional
 
 import torch
+from verl.utils import tensordict_utils as tu
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
 
+from sspo_verl.adapter.entropy_reference import ENTROPY_MEAN_KEY
 from sspo_verl.patching import Patch
 
 _CURRENT: ContextVar[Optional["MicroBatch"]] = ContextVar("sspo_verl_microbatch", default=None)
@@ -70,6 +72,23 @@ class MicroBatch:
         if ids.is_nested:
             ids = torch.nested.to_padded_tensor(ids, 0)
         return _fit_width(ids, response_length, 0)
+
+    def old_entropy(self, response_length: int) -> Optional[torch.Tensor]:
+        """Token entropy of the sampling policy (the ``entropy`` field verl's V1 trainer stores per response at
+        the old-log-prob pass), or None when the batch has none. Shape: (B, response_length), 0 beyond each
+        response."""
+        if "entropy" not in self.data.keys():
+            return None
+        ent = self.data["entropy"]
+        if ent.is_nested:
+            ent = torch.nested.to_padded_tensor(ent, 0.0)
+        return _fit_width(ent.detach(), response_length, 0.0)
+
+    def entropy_mean(self) -> Optional[float]:
+        """μ of the rollout batch, carried to every micro-batch by :mod:`sspo_verl.adapter.entropy_reference`,
+        or None when the trainer supplied none."""
+        value = tu.get_non_tensor_data(self.data, ENTROPY_MEAN_KEY, None)
+        return None if value is None else float(value)
 
     def entropy(self, response_length: int) -> Optional[torch.Tensor]:
         """Token entropy of the current policy, detached, or None when verl did not compute it.

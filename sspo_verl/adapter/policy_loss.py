@@ -16,8 +16,15 @@ from typing import Any, Optional
 import torch
 from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 
-from sspo_verl.adapter.actor_config import boundary_table, clip_ratios, sspo_policy_loss, tokenizer_path
+from sspo_verl.adapter.actor_config import (
+    boundary_table,
+    clip_ratios,
+    sspo_policy_loss,
+    tokenizer_path,
+    trust_remote_code,
+)
 from sspo_verl.adapter.config import SSPOPolicyLossConfig
+from sspo_verl.adapter.entropy_reference import ENTROPY_MEAN_KEY
 from sspo_verl.adapter.microbatch import current_microbatch
 from sspo_verl.core.loss import VERL_METRIC_NAMES, SSPOParams, sspo_loss_matrix, sspo_metrics
 from sspo_verl.core.segmentation import delimiters_for, segment_responses
@@ -47,8 +54,9 @@ def resolve_tokenizer_path(config) -> str:
     if path:
         return path
     raise ValueError(
-        "SSPO segmentation needs the tokenizer that produced the responses: set "
-        "actor_rollout_ref.actor.policy_loss.tokenizer_path (sspo-train defaults it to actor_rollout_ref.model.path)."
+        "SSPO segmentation needs the tokenizer that produced the responses, and the actor config has none: set "
+        "actor_rollout_ref.model.path (the worker then uses verl's own tokenizer of the actor), or "
+        "actor_rollout_ref.actor.policy_loss.tokenizer_path."
     )
 
 
@@ -70,6 +78,42 @@ def sspo_params(config) -> SSPOParams:
     )
 
 
+def _microbatch_entropy(microbatch, source: str, width: int) -> tuple[torch.Tensor, Optional[float]]:
+    """(H, μ) of the micro-batch for ``entropy_source``; μ None means the micro-batch's own mean."""
+    if microbatch is None:
+        raise ValueError(
+            "SSPO entropy clipping is on and no entropy was given: outside verl's ppo_loss pass entropy= (and "
+            "entropy_mean=), or disable it with actor_rollout_ref.actor.policy_loss.entropy_clip=false."
+        )
+    if source == "current":
+        entropy = microbatch.entropy(width)
+        if entropy is None:
+            raise ValueError(
+                "SSPO entropy clipping with policy_loss.entropy_source=current, but verl computed no entropy in "
+                "the update. Set actor_rollout_ref.actor.calculate_entropy=true (sspo-train does), or use "
+                "entropy_source=old (the sampling policy's entropy, no extra cost), or entropy_clip=false."
+            )
+        return entropy, None
+    entropy = microbatch.old_entropy(width)
+    if entropy is None:
+        raise RuntimeError(
+            "SSPO entropy clipping with policy_loss.entropy_source=old, but the micro-batch has no 'entropy' field "
+            "(the sampling policy's entropy, which verl's V1 trainer stores at the old-log-prob pass; "
+            "algorithm.rollout_correction.bypass_mode=true skips that pass). Fix: set "
+            "actor_rollout_ref.actor.policy_loss.entropy_source=current, or entropy_clip=false."
+        )
+    entropy_mean = microbatch.entropy_mean()
+    if entropy_mean is None:
+        raise RuntimeError(
+            f"SSPO entropy clipping with policy_loss.entropy_source=old, but the micro-batch carries no "
+            f"'{ENTROPY_MEAN_KEY}' (μ of the rollout batch, which the sspo_verl plugin attaches in verl's V1 "
+            "trainer, PPOTrainer._update_actor). The plugin is not active in the trainer process or the trainer "
+            "is not verl's V1 (trainer.use_v1=true). Fix: run through sspo-train / with sspo-verl installed where "
+            "the trainer runs, or set actor_rollout_ref.actor.policy_loss.entropy_source=current."
+        )
+    return entropy, entropy_mean
+
+
 @register_policy_loss(LOSS_MODE)  # type: ignore[arg-type]
 def compute_policy_loss_sspo(
     old_log_prob: torch.Tensor,
@@ -81,6 +125,7 @@ def compute_policy_loss_sspo(
     rollout_is_weights: Optional[torch.Tensor] = None,
     response_ids: Optional[torch.Tensor] = None,
     entropy: Optional[torch.Tensor] = None,
+    entropy_mean: Optional[float] = None,
     **kwargs,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """SSPO policy loss (spec §4–§7).
@@ -94,7 +139,12 @@ def compute_policy_loss_sspo(
         config: verl ``ActorConfig`` whose ``policy_loss`` is an :class:`SSPOPolicyLossConfig`.
         rollout_is_weights: optional rollout-correction weights. Shape: (B, T)
         response_ids: response token ids; default: from the current micro-batch. Shape: (B, T)
-        entropy: token entropy of π_θ; default: from the current micro-batch. Shape: (B, T)
+        entropy: token entropy H; default: from the current micro-batch, per ``policy_loss.entropy_source``
+            (``old``: the batch's ``entropy`` field, the sampling policy's; ``current``: π_θ's model output).
+            Shape: (B, T)
+        entropy_mean: μ; default: with ``entropy`` from the micro-batch and ``entropy_source=old``, the rollout
+            batch's μ the trainer attached (:mod:`sspo_verl.adapter.entropy_reference`); otherwise the mean of
+            ``entropy`` over this call's valid tokens.
 
     Returns:
         ``(loss, metrics)``: scalar loss; ``actor/pg_clipfrac``, ``actor/ppo_kl``, ``actor/pg_clipfrac_lower``
@@ -115,13 +165,7 @@ def compute_policy_loss_sspo(
             )
         response_ids = microbatch.response_ids(T)
     if params.entropy_clip and entropy is None:
-        entropy = microbatch.entropy(T) if microbatch is not None else None
-        if entropy is None:
-            raise ValueError(
-                "SSPO entropy clipping is on but verl computed no entropy for this micro-batch. Set "
-                "actor_rollout_ref.actor.calculate_entropy=true (sspo-train does this for algorithm=sspo), or "
-                "turn entropy clipping off with actor_rollout_ref.actor.policy_loss.entropy_clip=false."
-            )
+        entropy, entropy_mean = _microbatch_entropy(microbatch, pl.entropy_source, T)
     if tuple(response_ids.shape) != (B, T):
         raise ValueError(f"response ids {tuple(response_ids.shape)} do not match the response mask {(B, T)}")
 
@@ -129,7 +173,7 @@ def compute_policy_loss_sspo(
     table = None
     if pl.granularity in ("subsentence", "sentence"):
         delimiters = delimiters_for(pl.granularity, pl.delimiters)
-        table = boundary_table(resolve_tokenizer_path(config), delimiters, str(device))
+        table = boundary_table(resolve_tokenizer_path(config), delimiters, str(device), trust_remote_code(config))
 
     def build():
         return segment_responses(response_ids.to(device), response_mask.to(device), pl.granularity, table,
@@ -141,7 +185,7 @@ def compute_policy_loss_sspo(
     else:
         segments = build()
     pg_losses, stats = sspo_loss_matrix(log_prob, old_log_prob, advantages, segments, params, entropy=entropy,
-                                        rollout_is_weights=rollout_is_weights)
+                                        rollout_is_weights=rollout_is_weights, entropy_mean=entropy_mean)
     pg_loss = agg_loss(loss_mat=pg_losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode,
                        **config.global_batch_info)
 

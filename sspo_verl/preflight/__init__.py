@@ -19,10 +19,11 @@ with ``ctx.error("x", message)`` (the message names the key and the fix), and li
 Checks, in order (the ``check`` name of each finding; module):
     registry        loss_mode / adv_estimator not registered in verl → error listing the registered ones (algorithm)
     sspo_config     loss_mode=sspo without ``policy_loss._target_=sspo_verl.SSPOPolicyLossConfig`` → error;
-                    ``tokenizer_path`` unset → fix: the model's tokenizer path (``model.tokenizer_path``, else
-                    ``model.path``); entropy clipping on with ``calculate_entropy=false`` → fix: enable it
-                    (logged; chosen over refusing because entropy is a by-product of the forward pass the loss
-                    needs anyway and ``entropy_clip=false`` is the explicit way to run without it) (algorithm)
+                    ``entropy_source=old`` (the preset) where verl keeps no sampling-policy entropy
+                    (``trainer.use_v1=false``, ``algorithm.rollout_correction.bypass_mode=true``) → error naming
+                    the fix; ``entropy_source=old`` with ``calculate_entropy=true`` and no entropy bonus → warning
+                    (an entropy backward nothing uses); ``entropy_source=current`` with ``calculate_entropy=false``
+                    → fix: enable it (logged; ``entropy_clip=false`` runs without entropy) (algorithm)
     on_policy       a ratio-based loss with one mini-batch per rollout batch and one epoch (synchronous
                     trainer): every ratio is 1 and GRPO / GSPO / SSPO give the same gradient → loud warning
     clip_scale      GSPO (a sequence-level ratio) with GRPO-scale ε, or a token/subsentence ratio with

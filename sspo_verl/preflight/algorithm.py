@@ -126,10 +126,13 @@ def _policy_loss_class(target: Optional[str]):
 
 
 def check_sspo_config(ctx: Context) -> None:
-    """``loss_mode=sspo`` without SSPO's typed config → error; ``tokenizer_path`` unset → fix: the model's
-    tokenizer path (``model.tokenizer_path``, else ``model.path``); entropy clipping on with
-    ``calculate_entropy=false`` → fix: enable it (entropy is a by-product of the forward pass the loss needs anyway;
-    ``entropy_clip=false`` is the explicit way to run without it)."""
+    """``loss_mode=sspo`` without SSPO's typed config → error. Entropy clipping (spec §5):
+    ``entropy_source=old`` (the preset) where verl stores no old entropy — the legacy trainer
+    (``trainer.use_v1=false``) or ``algorithm.rollout_correction.bypass_mode=true`` (no old-log-prob pass) → error
+    naming the fix; ``entropy_source=old`` with ``calculate_entropy=true`` and ``entropy_coeff=0`` → warning (the
+    update would compute and back-propagate an entropy nothing uses); ``entropy_source=current`` with
+    ``calculate_entropy=false`` → fix: enable it (logged; ``entropy_clip=false`` runs without entropy). The
+    segmentation tokenizer is the actor's own (the worker takes verl's), so ``tokenizer_path`` is not filled in."""
     if ctx.get(f"{POLICY_LOSS}.loss_mode") != "sspo":
         return
     from sspo_verl.adapter.config import SSPOPolicyLossConfig
@@ -144,32 +147,42 @@ def check_sspo_config(ctx: Context) -> None:
             f"{POLICY_LOSS}._target_=sspo_verl.SSPOPolicyLossConfig.",
         )
         return
-    if not ctx.get(f"{POLICY_LOSS}.tokenizer_path"):
-        source_key = "actor_rollout_ref.model.tokenizer_path"
-        path = ctx.get(source_key)
-        if not path:
-            source_key = "actor_rollout_ref.model.path"
-            path = ctx.get(source_key)
-        if path:
-            ctx.set(f"{POLICY_LOSS}.tokenizer_path", path)
+    if not ctx.get(f"{POLICY_LOSS}.entropy_clip", True):
+        return
+    source = ctx.get(f"{POLICY_LOSS}.entropy_source", "old")
+    if source == "current":
+        if not ctx.get(f"{ACTOR}.calculate_entropy"):
+            ctx.set(f"{ACTOR}.calculate_entropy", True)
             ctx.fix(
                 "sspo_config",
-                f"{POLICY_LOSS}.tokenizer_path was unset: set to {source_key}={path!r} (SSPO segments the response "
-                "ids with this tokenizer's vocabulary; set tokenizer_path explicitly if they differ).",
+                f"{POLICY_LOSS}.entropy_source=current scales the clip bounds by π_θ's token entropy in the update: "
+                f"set {ACTOR}.calculate_entropy=true (it was false). entropy_source=old uses the sampling policy's "
+                f"entropy at no extra cost; {POLICY_LOSS}.entropy_clip=false runs without entropy clipping.",
             )
-        else:
-            ctx.error(
-                "sspo_config",
-                f"{POLICY_LOSS}.tokenizer_path and actor_rollout_ref.model.path are both unset: SSPO needs the "
-                "tokenizer that produced the responses. Set actor_rollout_ref.model.path (model=...).",
-            )
-    if ctx.get(f"{POLICY_LOSS}.entropy_clip") and not ctx.get(f"{ACTOR}.calculate_entropy"):
-        ctx.set(f"{ACTOR}.calculate_entropy", True)
-        ctx.fix(
+        return
+    fix = (f"set {POLICY_LOSS}.entropy_source=current (π_θ's entropy per micro-batch; split-dependent) or "
+           f"{POLICY_LOSS}.entropy_clip=false")
+    if not ctx.get("trainer.use_v1", True):
+        ctx.error(
             "sspo_config",
-            f"SSPO's entropy-adaptive clip bounds ({POLICY_LOSS}.entropy_clip=true) need the token entropy: set "
-            f"{ACTOR}.calculate_entropy=true (it was false). To run SSPO without them, set "
-            f"{POLICY_LOSS}.entropy_clip=false.",
+            f"{POLICY_LOSS}.entropy_source=old needs the sampling policy's token entropy, which only verl's V1 "
+            f"trainer keeps (it stores it at the old-log-prob pass; the legacy trainer, trainer.use_v1=false, drops "
+            f"it). Fix: trainer.use_v1=true, or {fix}.",
+        )
+    if ctx.get("algorithm.rollout_correction.bypass_mode", False):
+        ctx.error(
+            "sspo_config",
+            f"{POLICY_LOSS}.entropy_source=old needs the sampling policy's token entropy, which verl computes at the "
+            "old-log-prob pass, but algorithm.rollout_correction.bypass_mode=true skips that pass (old log-probs are "
+            f"the rollout's), so verl stores no entropy. Fix: {fix}, or algorithm.rollout_correction.bypass_mode=false.",
+        )
+    if ctx.get(f"{ACTOR}.calculate_entropy") and not ctx.get(f"{ACTOR}.entropy_coeff", 0.0):
+        ctx.warning(
+            "sspo_config",
+            f"{ACTOR}.calculate_entropy=true with entropy_coeff=0: every actor update computes π_θ's token entropy and "
+            "back-propagates through it (verl subtracts 0 · entropy; in-place log-softmax backward is off), a cost "
+            f"GRPO does not pay, while SSPO ({POLICY_LOSS}.entropy_source=old) uses the sampling policy's entropy. "
+            f"Set {ACTOR}.calculate_entropy=false unless you want actor/entropy_loss logged.",
         )
 
 

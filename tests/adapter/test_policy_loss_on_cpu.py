@@ -1,6 +1,7 @@
 """loss_mode=sspo through verl's registry and agg_loss: the reference, verl's vanilla/gspo, invariances."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -206,7 +207,7 @@ def test_errors_say_how_to_fix(vocab):
     with pytest.raises(RuntimeError, match="micro-batch context"):
         sspo_loss(config=actor_config(vocab["path"]), **kwargs)
     # entropy clipping with no entropy anywhere
-    with pytest.raises(ValueError, match="calculate_entropy=true"):
+    with pytest.raises(ValueError, match="entropy_clip=false"):
         sspo_loss(config=actor_config(vocab["path"]), response_ids=b["ids"], **kwargs)
     # loss_mode=sspo with verl's plain PolicyLossConfig: points at the _target_
     with pytest.raises(TypeError, match="_target_=sspo_verl.SSPOPolicyLossConfig"):
@@ -237,6 +238,46 @@ def test_tokenizer_path_defaults_to_the_actor_model(vocab):
     cfg_seq = ActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size_per_gpu=1,
                           policy_loss=SSPOPolicyLossConfig(tokenizer_path=None, granularity="sequence"))
     assert torch.isfinite(call(cfg_seq, b)[0])
+
+
+def _remote_code_tokenizer(src, dst):
+    """The tiny tokenizer behind a remote-code class whose pieces all end with ',' (a boundary everywhere)."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    path = os.path.join(dst, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as fh:
+        cfg = json.load(fh)
+    cfg.update(auto_map={"AutoTokenizer": [None, "tokenization_probe.ProbeTokenizerFast"]},
+               tokenizer_class="ProbeTokenizerFast")
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(cfg, fh)
+    with open(os.path.join(dst, "tokenization_probe.py"), "w", encoding="utf-8") as fh:
+        fh.write("from transformers import PreTrainedTokenizerFast\n\n\n"
+                 "class ProbeTokenizerFast(PreTrainedTokenizerFast):\n"
+                 "    def _decode(self, *args, **kwargs):\n"
+                 "        return super()._decode(*args, **kwargs) + ','\n")
+    return dst
+
+
+@pytest.mark.parametrize("trust_remote_code", [False, True])
+def test_the_worker_segments_with_the_tokenizer_verls_actor_loaded(vocab, tmp_path, trust_remote_code):
+    """No tokenizer_path: verl's own HFModelConfig of the actor decides the tokenizer (its local copy, its
+    trust_remote_code), as in the worker; a remote-code tokenizer is used only when verl's actor uses it."""
+    from verl.workers.config import HFModelConfig
+
+    model_dir = _remote_code_tokenizer(vocab["path"], os.fspath(tmp_path / "model"))
+    model_config = HFModelConfig(path=model_dir, trust_remote_code=trust_remote_code)
+    assert (type(model_config.tokenizer).__name__ == "ProbeTokenizerFast") is trust_remote_code
+    cfg = ActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size_per_gpu=1, clip_ratio_low=0.2,
+                      clip_ratio_high=0.28, policy_loss=SSPOPolicyLossConfig(tokenizer_path=None),
+                      model_config=model_config)
+    b = make_batch(vocab, 4, B=3, T=12)
+    b["ids"] = torch.randint(3, 200, b["ids"].shape, generator=torch.Generator().manual_seed(0))  # no specials
+    _, _, metrics = call(cfg, b)
+    one_per_token = metrics["actor/sspo/segment_len_max"] == 1
+    assert one_per_token is trust_remote_code  # the remote class's pieces all end a subsentence
 
 
 def test_metric_values_do_not_need_per_metric_syncs(vocab, monkeypatch):

@@ -16,6 +16,7 @@ from verl.workers.utils import losses
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from sspo_verl import SSPOPolicyLossConfig
+from sspo_verl.adapter.entropy_reference import ENTROPY_MEAN_KEY
 
 RESPONSES = [
     "First, take 3. Then add 4; so the answer is 7.",
@@ -77,8 +78,10 @@ def response_log_prob_sums(model, td):
     return (lp * td["response_mask"]).sum(-1)
 
 
-@pytest.mark.parametrize("granularity", ["subsentence", "sequence"])
-def test_real_ppo_loss_update_moves_log_probs_with_the_advantage(tiny_model_dir, granularity, monkeypatch):
+@pytest.mark.parametrize("granularity,entropy_source", [("subsentence", "old"), ("subsentence", "current"),
+                                                        ("sequence", "old")])
+def test_real_ppo_loss_update_moves_log_probs_with_the_advantage(tiny_model_dir, granularity, entropy_source,
+                                                                 monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import sspo_verl.adapter.policy_loss as pl_mod
@@ -95,12 +98,17 @@ def test_real_ppo_loss_update_moves_log_probs_with_the_advantage(tiny_model_dir,
         from verl.workers.utils.padding import no_padding_2_padding
 
         td["old_log_probs"] = no_padding_2_padding(out["log_probs"], td)
+        td["entropy"] = no_padding_2_padding(out["entropy"], td)  # the sampling policy's, as V1 stores it
     n_tokens = int(td["response_mask"].sum())
-    tu.assign_non_tensor(td, dp_size=1, batch_num_tokens=n_tokens, global_batch_size=len(RESPONSES))
+    mu = float((td["entropy"] * td["response_mask"]).sum() / n_tokens)  # what the trainer attaches
+    tu.assign_non_tensor(td, dp_size=1, batch_num_tokens=n_tokens, global_batch_size=len(RESPONSES),
+                         **{ENTROPY_MEAN_KEY: mu})
 
+    current = entropy_source == "current"
     config = ActorConfig(strategy="fsdp2", rollout_n=1, ppo_micro_batch_size_per_gpu=4, clip_ratio_low=0.2,
-                         clip_ratio_high=0.28, loss_agg_mode="seq-mean-token-mean", calculate_entropy=True,
-                         policy_loss=SSPOPolicyLossConfig(tokenizer_path=tiny_model_dir, granularity=granularity))
+                         clip_ratio_high=0.28, loss_agg_mode="seq-mean-token-mean", calculate_entropy=current,
+                         policy_loss=SSPOPolicyLossConfig(tokenizer_path=tiny_model_dir, granularity=granularity,
+                                                          entropy_source=entropy_source))
     seen = {}
     real_segment = pl_mod.segment_responses
 
@@ -114,6 +122,8 @@ def test_real_ppo_loss_update_moves_log_probs_with_the_advantage(tiny_model_dir,
     for _ in range(3):
         opt.zero_grad()
         model_output = nested_log_probs(model, td)
+        if not current:
+            del model_output["entropy"]  # calculate_entropy off: the update computes no entropy
         loss, metrics = losses.ppo_loss(config, model_output, td)  # the function verl's engine workers call
         loss.backward()
         opt.step()
@@ -132,7 +142,7 @@ def test_real_ppo_loss_update_moves_log_probs_with_the_advantage(tiny_model_dir,
     assert "actor/pg_clipfrac" in metrics and "actor/ppo_kl" in metrics
 
 
-def test_entropy_clipping_without_entropy_from_verl_fails_with_the_fix(tiny_model_dir):
+def test_current_entropy_clipping_without_entropy_from_verl_fails_with_the_fix(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -144,7 +154,7 @@ def test_entropy_clipping_without_entropy_from_verl_fails_with_the_fix(tiny_mode
     td["old_log_probs"] = no_padding_2_padding(out["log_probs"], td)
     tu.assign_non_tensor(td, dp_size=1, batch_num_tokens=None, global_batch_size=None)
     config = ActorConfig(strategy="fsdp2", rollout_n=1, ppo_micro_batch_size_per_gpu=4,
-                         policy_loss=SSPOPolicyLossConfig(tokenizer_path=tiny_model_dir))
+                         policy_loss=SSPOPolicyLossConfig(tokenizer_path=tiny_model_dir, entropy_source="current"))
     with pytest.raises(ValueError, match="calculate_entropy=true"):
         losses.ppo_loss(config, {"log_probs": out["log_probs"]}, td)
 

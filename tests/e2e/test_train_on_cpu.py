@@ -47,6 +47,7 @@ SSPO_METRICS = (
     "actor/sspo/ratio_min",
     "actor/sspo/ratio_max",
     "actor/sspo/eps_scale_mean",
+    "actor/sspo/entropy_mean",
 )
 COMMON_METRICS = ("critic/score/mean", "actor/pg_loss", "actor/pg_clipfrac", "actor/ppo_kl", "actor/grad_norm")
 
@@ -163,10 +164,17 @@ def test_sspo_on_vllm_validates_checkpoints_resumes_and_syncs_weights(tiny_dir, 
 
 
 def test_sspo_on_vllm_with_two_fsdp_ranks(tiny_dir, out_root):
+    # token-mean: verl's own actor/entropy (the old-log-prob pass's entropy, aggregated over the whole batch) is
+    # then μ, the rollout batch's mean that every micro-batch of both ranks received, up to verl computing its
+    # metric in the bf16 of that pass (FSDP's default param_dtype) where μ accumulates the same values in float64
     result = _train(tiny_dir, out_root, "sspo_dp2", "sspo", "vllm", "trainer.total_training_steps=2",
-                    "trainer.n_gpus_per_node=2")
+                    "trainer.n_gpus_per_node=2", "actor_rollout_ref.actor.loss_agg_mode=token-mean")
     assert _steps(result) == [1, 2]
     _assert_finite(result, COMMON_METRICS + SSPO_METRICS)
+    for record in result.records:
+        data = record["data"]
+        assert data["actor/sspo/entropy_mean"] == pytest.approx(data["actor/entropy"], rel=2**-7)  # one bf16 ulp
+        assert "actor/entropy_loss" not in data  # calculate_entropy stays off: no entropy in the update
     _assert_rollout_follows_the_actor(result)
     servers = set(re.findall(r"CPUvLLMHttpServer pid=(\d+)", _read(result.console_log)))
     assert len(servers) == 2, servers  # one vLLM replica (server actor) per trainer rank: two ran

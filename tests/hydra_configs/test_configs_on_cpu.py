@@ -84,8 +84,9 @@ def test_algorithm_presets_resolve_to_the_spec_table(algorithm, experiment):
     assert actor.policy_loss.loss_mode == loss_mode
     assert actor.loss_agg_mode == agg
     assert actor.clip_ratio_low == pytest.approx(low) and actor.clip_ratio_high == pytest.approx(high)
-    assert bool(actor.get("calculate_entropy")) is entropy
     assert bool(actor.policy_loss.get("entropy_clip", False)) is entropy
+    # no preset computes π_θ's entropy in the update: SSPO's clip bounds use the sampling policy's (spec §5)
+    assert not actor.get("calculate_entropy") and actor.policy_loss.get("entropy_source", "old") == "old"
     # Spec §9: 4 mini-batches per rollout batch (ppo_mini_batch_size counts prompts, like train_batch_size).
     assert cfg.data.train_batch_size // actor.ppo_mini_batch_size == 4
     assert cfg.data.train_batch_size % actor.ppo_mini_batch_size == 0

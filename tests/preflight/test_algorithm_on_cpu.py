@@ -24,25 +24,49 @@ def test_sspo_loss_without_its_typed_config_is_refused(data_dir):
     assert "sspo_verl.SSPOPolicyLossConfig" in msg and "algorithm=sspo" in msg
 
 
-def test_sspo_tokenizer_path_defaults_to_the_model(data_dir):
+def test_sspo_tokenizer_path_is_left_to_the_worker(data_dir):
+    """The worker segments with the actor's own tokenizer (verl's local copy, trust_remote_code): nothing filled."""
     cfg, report = check(["algorithm=sspo", "actor_rollout_ref.model.path=Qwen/Qwen2.5-Math-7B"])
-    assert cfg.actor_rollout_ref.actor.policy_loss.tokenizer_path == "Qwen/Qwen2.5-Math-7B"
-    assert any("tokenizer_path was unset" in m for m in messages(report, "sspo_config", "fix"))
-    cfg, _ = check(["actor_rollout_ref.model.tokenizer_path=org/tok"])
-    assert cfg.actor_rollout_ref.actor.policy_loss.tokenizer_path == "org/tok"
-    cfg, report = check(["actor_rollout_ref.actor.policy_loss.tokenizer_path=my/tok"])
+    assert cfg.actor_rollout_ref.actor.policy_loss.tokenizer_path is None
+    assert messages(report, "sspo_config") == []
+    cfg, _ = check(["actor_rollout_ref.actor.policy_loss.tokenizer_path=my/tok"])
     assert cfg.actor_rollout_ref.actor.policy_loss.tokenizer_path == "my/tok"
+
+
+def test_sspo_old_entropy_keeps_calculate_entropy_off(data_dir):
+    cfg, report = check(["algorithm=sspo"])
+    assert cfg.actor_rollout_ref.actor.policy_loss.entropy_source == "old"
+    assert cfg.actor_rollout_ref.actor.calculate_entropy is False  # the update costs what GRPO's does
+    assert messages(report, "sspo_config") == []
+    # switched on with no entropy bonus: an entropy backward nothing uses
+    _, report = check(["algorithm=sspo", "actor_rollout_ref.actor.calculate_entropy=true"])
+    (msg,) = messages(report, "sspo_config", "warning")
+    assert "calculate_entropy=false" in msg and "entropy_coeff=0" in msg
+    _, report = check(["algorithm=sspo", "actor_rollout_ref.actor.calculate_entropy=true",
+                       "actor_rollout_ref.actor.entropy_coeff=0.001"])
     assert messages(report, "sspo_config") == []
 
 
-def test_sspo_entropy_clipping_without_entropy_enables_it(data_dir):
-    cfg, report = check(["actor_rollout_ref.actor.calculate_entropy=false"])
+@pytest.mark.parametrize("override,names", [
+    ("trainer.use_v1=false", "trainer.use_v1=true"),
+    ("algorithm.rollout_correction.bypass_mode=true", "bypass_mode=false"),
+])
+def test_sspo_old_entropy_where_verl_stores_none_is_refused_with_the_fix(data_dir, override, names):
+    _, report = check(["algorithm=sspo", override])
+    (msg,) = messages(report, "sspo_config", "error")
+    assert "entropy_source=current" in msg and "entropy_clip=false" in msg and names in msg
+    _, report = check(["algorithm=sspo", override, "actor_rollout_ref.actor.policy_loss.entropy_source=current"])
+    assert messages(report, "sspo_config", "error") == []
+
+
+def test_sspo_current_entropy_without_entropy_enables_it(data_dir):
+    current = "actor_rollout_ref.actor.policy_loss.entropy_source=current"
+    cfg, report = check([current, "actor_rollout_ref.actor.calculate_entropy=false"])
     assert cfg.actor_rollout_ref.actor.calculate_entropy is True
     (msg,) = [m for m in messages(report, "sspo_config", "fix") if "entropy" in m]
     assert "calculate_entropy=true" in msg and "entropy_clip=false" in msg
-    cfg, report = check(
-        ["actor_rollout_ref.actor.calculate_entropy=false", "actor_rollout_ref.actor.policy_loss.entropy_clip=false"]
-    )
+    cfg, report = check([current, "actor_rollout_ref.actor.calculate_entropy=false",
+                         "actor_rollout_ref.actor.policy_loss.entropy_clip=false"])
     assert cfg.actor_rollout_ref.actor.calculate_entropy is False
     assert not [m for m in messages(report, "sspo_config") if "entropy" in m]
 

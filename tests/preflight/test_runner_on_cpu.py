@@ -15,8 +15,7 @@ def test_good_configs_pass_without_warnings(data_dir, algorithm):
     for experiment in ([], ["experiment=paper_qwen2.5_math_1.5b"]):
         _, report = check([f"algorithm={algorithm}", *experiment])
         assert report.errors == [] and report.warnings == [], report.findings
-        # only the documented fix: SSPO's tokenizer_path defaults to the model
-        assert report.checks("fix") <= {"sspo_config"}
+        assert report.fixes == [], report.fixes  # the presets need no fix
 
 
 def test_run_preflight_raises_with_every_error_and_logs_warnings(data_dir, caplog):
