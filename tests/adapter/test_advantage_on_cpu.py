@@ -53,3 +53,66 @@ def test_singleton_groups_and_integer_labels():
 def test_missing_index_is_a_clear_error():
     with pytest.raises(ValueError, match="uid"):
         get_adv_estimator_fn("sspo")(token_level_rewards=torch.zeros(2, 2), response_mask=torch.ones(2, 2), config=None)
+
+
+def _sessions_batch(seed):
+    """A V1 batch of multi-output agent sessions: keys {uid}_{session}_{index}, several outputs per session."""
+    from verl.protocol import DataProto
+
+    g = torch.Generator().manual_seed(seed)
+    keys, uids = [], []
+    for p in range(3):  # prompts
+        for s in range(int(torch.randint(1, 4, (1,), generator=g))):  # sessions (rollout.n) per prompt
+            for k in torch.randperm(int(torch.randint(1, 4, (1,), generator=g)), generator=g).tolist():
+                keys.append(f"uid{p}_{s}_{k}")  # outputs of a session, not in index order
+                uids.append(f"uid{p}")
+    order = torch.randperm(len(keys), generator=g).tolist()
+    keys, uids = [keys[i] for i in order], [uids[i] for i in order]
+    B, T = len(keys), 6
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    mask = (torch.arange(T)[None] < lengths[:, None]).float()
+    mask[0, 0] = 0.0  # first valid token not at 0
+    rewards = torch.zeros(B, T)
+    rewards[torch.arange(B), lengths - 1] = torch.randint(0, 3, (B,), generator=g).float()
+    data = DataProto.from_dict(tensors={"token_level_rewards": rewards, "response_mask": mask},
+                               non_tensors={"uid": np.array(uids, dtype=object)})
+    return data, keys
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_v1_multi_output_sessions_take_the_grpo_path(norm):
+    """As verl's grpo under V1: only each session's final output counts, its advantage goes to every output."""
+    import verl.trainer.ppo.v1.utils as v1_utils
+
+    from sspo_verl.adapter.advantage import MULTI_TRAJECTORY
+
+    assert MULTI_TRAJECTORY.is_installed()
+    verl_fn = MULTI_TRAJECTORY.original()
+    config = OmegaConf.create({"norm_adv_by_std_in_grpo": norm})
+    for seed in range(10):
+        data, keys = _sessions_batch(seed)
+        ours = v1_utils.compute_advantage_for_multi_trajectories(
+            data, keys, "sspo", norm_adv_by_std_in_grpo=norm, config=config)
+        ref_data, _ = _sessions_batch(seed)
+        ref = verl_fn(ref_data, keys, "grpo", norm_adv_by_std_in_grpo=norm, config=config)
+        torch.testing.assert_close(ours.batch["advantages"], ref.batch["advantages"], rtol=1.3e-6, atol=1e-6)
+        torch.testing.assert_close(ours.batch["returns"], ref.batch["returns"], rtol=1.3e-6, atol=1e-6)
+    # what the path changes: every output as its own response gives other advantages
+    data, keys = _sessions_batch(0)
+    assert len({k.rsplit("_", 1)[0] for k in keys}) < len(keys)  # some session has several outputs
+    naive, _ = get_adv_estimator_fn("sspo")(token_level_rewards=data.batch["token_level_rewards"],
+                                            response_mask=data.batch["response_mask"], config=config,
+                                            index=data.non_tensor_batch["uid"])
+    ours = v1_utils.compute_advantage_for_multi_trajectories(data, keys, "sspo", config=config)
+    assert not torch.allclose(naive, ours.batch["advantages"])
+
+
+def test_session_final_rows_ties_and_order():
+    from sspo_verl.adapter.advantage import session_final_rows
+
+    keys = ["a_0_1", "b_0_0", "a_0_3", "a_1_0", "a_0_3", "b_0_2"]
+    final, row_session = session_final_rows(keys)
+    # sessions in order of appearance: a_0, b_0, a_1; a_0's largest index 3 first appears at row 2
+    assert final.tolist() == [2, 5, 3] and row_session.tolist() == [0, 1, 0, 2, 0, 1]
+    with pytest.raises(ValueError, match="uid"):
+        session_final_rows(["no-index"])
