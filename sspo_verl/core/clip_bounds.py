@@ -67,7 +67,8 @@ def clip_bounds(
     if scale is None or adapt == "none":
         return lower, upper
     if adapt in ("both", "low"):
-        lower = torch.clamp(torch.add(1.0, scale, alpha=-clip_ratio_low), min=1.0 - EPS_LOW_MAX)  # 1 − min(ε_l·g, .99)
+        # 1 − min(ε_low·g, 0.99) as one fused add and a clamp
+        lower = torch.clamp(torch.add(1.0, scale, alpha=-clip_ratio_low), min=1.0 - EPS_LOW_MAX)
     if adapt in ("both", "high"):
         upper = torch.add(1.0, scale, alpha=clip_ratio_high)  # 1 + ε_h·g
     return lower, upper

@@ -174,12 +174,14 @@ def check_sspo_config(ctx: Context) -> None:
             "sspo_config",
             f"{POLICY_LOSS}.entropy_source=old needs the sampling policy's token entropy, which verl computes at the "
             "old-log-prob pass, but algorithm.rollout_correction.bypass_mode=true skips that pass (old log-probs are "
-            f"the rollout's), so verl stores no entropy. Fix: {fix}, or algorithm.rollout_correction.bypass_mode=false.",
+            f"the rollout's), so verl stores no entropy. Fix: {fix}, or "
+            "algorithm.rollout_correction.bypass_mode=false.",
         )
     if ctx.get(f"{ACTOR}.calculate_entropy") and not ctx.get(f"{ACTOR}.entropy_coeff", 0.0):
         ctx.warning(
             "sspo_config",
-            f"{ACTOR}.calculate_entropy=true with entropy_coeff=0: every actor update computes π_θ's token entropy and "
+            f"{ACTOR}.calculate_entropy=true with entropy_coeff=0: every actor update computes π_θ's token entropy "
+            "and "
             "back-propagates through it (verl subtracts 0 · entropy; in-place log-softmax backward is off), a cost "
             f"GRPO does not pay, while SSPO ({POLICY_LOSS}.entropy_source=old) uses the sampling policy's entropy. "
             f"Set {ACTOR}.calculate_entropy=false unless you want actor/entropy_loss logged.",

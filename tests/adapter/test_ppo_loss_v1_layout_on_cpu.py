@@ -152,11 +152,11 @@ def run_split(config, td, theta, offsets, dp, token_budget, mu=None, current_ent
         for mb in micro_batches:
             rows = mb["row"].tolist()
             flat = torch.cat([theta[offsets[i]: offsets[i + 1]] for i in rows])
-            model_output = {"log_probs": torch.nested.nested_tensor_from_jagged(flat, offsets=mb["input_ids"].offsets())}
+            mb_offsets = mb["input_ids"].offsets()  # the engine's no-padding layout of this micro-batch
+            model_output = {"log_probs": torch.nested.nested_tensor_from_jagged(flat, offsets=mb_offsets)}
             if current_entropy is not None:
                 values = torch.cat([current_entropy[offsets[i]: offsets[i + 1]] for i in rows])
-                model_output["entropy"] = torch.nested.nested_tensor_from_jagged(values,
-                                                                                 offsets=mb["input_ids"].offsets())
+                model_output["entropy"] = torch.nested.nested_tensor_from_jagged(values, offsets=mb_offsets)
             loss, metrics = losses.ppo_loss(config, model_output, mb)
             (loss / dp).backward()
             total += float(loss.detach()) / dp
