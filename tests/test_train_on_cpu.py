@@ -101,7 +101,7 @@ def test_hand_off_to_verls_own_entry_point_with_a_resolved_config(dirs, verl_ent
     assert "${" not in OmegaConf.to_yaml(handed)  # verl's workers never see sspo.* / hydra: interpolations
     actor = handed.actor_rollout_ref.actor
     assert actor.policy_loss.tokenizer_path is None  # the worker segments with the actor's own tokenizer
-    assert actor.policy_loss.entropy_source == "old" and actor.calculate_entropy is False
+    assert actor.policy_loss.entropy_source == "old" and not actor.calculate_entropy  # null: off
     assert handed.algorithm.adv_estimator == "sspo"
 
 

@@ -22,8 +22,8 @@ Checks, in order (the ``check`` name of each finding; module):
                     ``entropy_source=old`` (the preset) where verl keeps no sampling-policy entropy
                     (``trainer.use_v1=false``, ``algorithm.rollout_correction.bypass_mode=true``) → error naming
                     the fix; ``entropy_source=old`` with ``calculate_entropy=true`` and no entropy bonus → warning
-                    (an entropy backward nothing uses); ``entropy_source=current`` with ``calculate_entropy=false``
-                    → fix: enable it (logged; ``entropy_clip=false`` runs without entropy) (algorithm)
+                    (an entropy backward nothing uses); ``entropy_source=current``: ``calculate_entropy=true``
+                    filled when unset, an error naming both keys when set false (algorithm)
     on_policy       a ratio-based loss with one mini-batch per rollout batch and one epoch (synchronous
                     trainer): every ratio is 1 and GRPO / GSPO / SSPO give the same gradient → loud warning
     clip_scale      GSPO (a sequence-level ratio) with GRPO-scale ε, or a token/subsentence ratio with

@@ -130,8 +130,8 @@ def check_sspo_config(ctx: Context) -> None:
     ``entropy_source=old`` (the preset) where verl stores no old entropy — the legacy trainer
     (``trainer.use_v1=false``) or ``algorithm.rollout_correction.bypass_mode=true`` (no old-log-prob pass) → error
     naming the fix; ``entropy_source=old`` with ``calculate_entropy=true`` and ``entropy_coeff=0`` → warning (the
-    update would compute and back-propagate an entropy nothing uses); ``entropy_source=current`` with
-    ``calculate_entropy=false`` → fix: enable it (logged; ``entropy_clip=false`` runs without entropy). The
+    update would compute and back-propagate an entropy nothing uses); ``entropy_source=current`` needs
+    ``calculate_entropy=true``: filled when unset (the preset leaves it null), an error when set false. The
     segmentation tokenizer is the actor's own (the worker takes verl's), so ``tokenizer_path`` is not filled in."""
     if ctx.get(f"{POLICY_LOSS}.loss_mode") != "sspo":
         return
@@ -151,14 +151,9 @@ def check_sspo_config(ctx: Context) -> None:
         return
     source = ctx.get(f"{POLICY_LOSS}.entropy_source", "old")
     if source == "current":
-        if not ctx.get(f"{ACTOR}.calculate_entropy"):
-            ctx.set(f"{ACTOR}.calculate_entropy", True)
-            ctx.fix(
-                "sspo_config",
-                f"{POLICY_LOSS}.entropy_source=current scales the clip bounds by π_θ's token entropy in the update: "
-                f"set {ACTOR}.calculate_entropy=true (it was false). entropy_source=old uses the sampling policy's "
-                f"entropy at no extra cost; {POLICY_LOSS}.entropy_clip=false runs without entropy clipping.",
-            )
+        ctx.require("sspo_config", f"{ACTOR}.calculate_entropy", True, because=f"{POLICY_LOSS}.entropy_source=current",
+                    reason="the clip bounds scale with π_θ's token entropy in the update (entropy_source=old uses the "
+                           "sampling policy's at no extra cost; entropy_clip=false runs without)")
         return
     fix = (f"set {POLICY_LOSS}.entropy_source=current (π_θ's entropy per micro-batch; split-dependent) or "
            f"{POLICY_LOSS}.entropy_clip=false")

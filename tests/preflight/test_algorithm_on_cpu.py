@@ -36,7 +36,7 @@ def test_sspo_tokenizer_path_is_left_to_the_worker(data_dir):
 def test_sspo_old_entropy_keeps_calculate_entropy_off(data_dir):
     cfg, report = check(["algorithm=sspo"])
     assert cfg.actor_rollout_ref.actor.policy_loss.entropy_source == "old"
-    assert cfg.actor_rollout_ref.actor.calculate_entropy is False  # the update costs what GRPO's does
+    assert not cfg.actor_rollout_ref.actor.calculate_entropy  # null: the update costs what GRPO's does
     assert messages(report, "sspo_config") == []
     # switched on with no entropy bonus: an entropy backward nothing uses
     _, report = check(["algorithm=sspo", "actor_rollout_ref.actor.calculate_entropy=true"])
@@ -59,12 +59,15 @@ def test_sspo_old_entropy_where_verl_stores_none_is_refused_with_the_fix(data_di
     assert messages(report, "sspo_config", "error") == []
 
 
-def test_sspo_current_entropy_without_entropy_enables_it(data_dir):
+def test_sspo_current_entropy_fills_calculate_entropy_and_refuses_it_off(data_dir):
     current = "actor_rollout_ref.actor.policy_loss.entropy_source=current"
-    cfg, report = check([current, "actor_rollout_ref.actor.calculate_entropy=false"])
+    cfg, report = check([current])  # the preset leaves calculate_entropy unset (null)
     assert cfg.actor_rollout_ref.actor.calculate_entropy is True
     (msg,) = [m for m in messages(report, "sspo_config", "fix") if "entropy" in m]
-    assert "calculate_entropy=true" in msg and "entropy_clip=false" in msg
+    assert "calculate_entropy was unset" in msg and "entropy_source=current" in msg
+    _, report = check([current, "actor_rollout_ref.actor.calculate_entropy=false"])  # set false: a contradiction
+    (msg,) = messages(report, "sspo_config", "error")
+    assert "calculate_entropy=False contradicts" in msg and "entropy_source=current" in msg
     cfg, report = check([current, "actor_rollout_ref.actor.calculate_entropy=false",
                          "actor_rollout_ref.actor.policy_loss.entropy_clip=false"])
     assert cfg.actor_rollout_ref.actor.calculate_entropy is False
