@@ -4,12 +4,15 @@ Not a test: runs ``sspo-train hardware=cpu model=tiny rollout=hf algorithm=<a>``
 responses of up to 32 tokens, 4 mini-batches) several times, interleaved, on this machine, and prints what it
 measured with the conditions.
 
-    python benchmarks/bench_cpu_step.py [--algorithms grpo,sspo] [--repeats 3] [--steps 12] [--out DIR]
+    python benchmarks/bench_cpu_step.py [--algorithms grpo,sspo,sspo_current] [--repeats 3] [--steps 12] [--out DIR]
 
-Control for a shared, noisy machine: runs alternate (grpo, sspo, sspo, grpo, grpo, sspo, ...: each pair in
-turned order) so load drift hits both alike; step times exclude the first 2 steps of each run (step 1 also
-starts verl's agent-loop and reward workers); the figure of merit is the median over all remaining steps of all
-repeats, and each adjacent (grpo, sspo) pair also gives its own ratio of medians. Besides the whole step
+``sspo_current`` is ``algorithm=sspo`` with ``policy_loss.entropy_source=current`` (π_θ's entropy in the update,
+``calculate_entropy=true``: the behaviour before issue 13); ``sspo`` is the preset (the sampling policy's entropy).
+
+Control for a shared, noisy machine: runs alternate (grpo, sspo, sspo, grpo, grpo, sspo, ...: each block of one
+run per algorithm in turned order) so load drift hits all alike; step times exclude the first 2 steps of each run
+(step 1 also starts verl's agent-loop and reward workers); the figure of merit is the median over all remaining
+steps of all repeats, and each block also gives its own ratio of medians against grpo. Besides the whole step
 (``timing_s/step``), the actor update (``timing_s/update_actor``, where the policy loss runs) is reported per
 token (``timing_per_token_ms/update_actor``) so different response lengths do not bias it.
 
@@ -41,6 +44,11 @@ from sspo_verl.demo.assets import build_assets  # noqa: E402
 from sspo_verl.demo.job import run_job  # noqa: E402
 
 WARMUP = 2
+# variant name -> (algorithm preset, extra sspo-train overrides)
+VARIANTS = {
+    "sspo_current": ("sspo", ["actor_rollout_ref.actor.policy_loss.entropy_source=current",
+                              "actor_rollout_ref.actor.calculate_entropy=true"]),
+}
 
 
 def _order(algorithms: list[str], repeats: int) -> list[str]:
@@ -107,8 +115,9 @@ def main(argv=None) -> int:
     runs = []
     for i, algorithm in enumerate(_order(algorithms, args.repeats)):
         name = f"{i:02d}-{algorithm}"
+        preset, variant_overrides = VARIANTS.get(algorithm, (algorithm, []))
         overrides = [
-            "hardware=cpu", "model=tiny", "rollout=hf", f"algorithm={algorithm}", "seed=0",
+            "hardware=cpu", "model=tiny", "rollout=hf", f"algorithm={preset}", "seed=0", *variant_overrides,
             f"output_dir={out}", "trainer.project_name=bench", f"trainer.experiment_name={name}",
             f"trainer.total_training_steps={args.steps}", "trainer.total_epochs=1000",
             "trainer.val_before_train=false", "trainer.test_freq=-1", "trainer.save_freq=-1",
@@ -154,22 +163,20 @@ def main(argv=None) -> int:
             "update_ms_per_token_median": pooled("update_ms_per_token"),
             "cpu_s_per_step_all_median": statistics.median(r["cpu_s_per_step_all"] for r in mine),
             "cpu_s_per_step_trainer_median": statistics.median(r["cpu_s_per_step_trainer"] for r in mine),
-            "cpu_s_per_step_all": _cpu_per_step(result, "all_s"),
-            "cpu_s_per_step_trainer": _cpu_per_step(result, "trainer_s"),
             "worker_peak_rss_gb": max(r["worker_peak_rss_gb"] for r in mine),
             "peak_rss_all_gb": max(r["peak_rss_all_gb"] for r in mine),
             "startup_s_median": statistics.median(r["startup_s"] for r in mine),
         }
-    pair_ratios = {}
-    if set(algorithms) >= {"grpo", "sspo"}:
-        pairs = [runs[i : i + 2] for i in range(0, len(runs) - 1, 2)]
+    pair_ratios = {}  # per block of one run per algorithm: variant / grpo
+    blocks = [runs[i : i + len(algorithms)] for i in range(0, len(runs), len(algorithms))]
+    for other in (a for a in algorithms if a != "grpo" and "grpo" in algorithms):
         for key in ("step_s", "update_ms_per_token", "cpu_s_per_step_all", "cpu_s_per_step_trainer"):
             ratios = []
-            for pair in pairs:
-                by = {r["algorithm"]: r[key] if isinstance(r[key], float) else statistics.median(r[key]) for r in pair}
-                if {"grpo", "sspo"} <= set(by):
-                    ratios.append(by["sspo"] / by["grpo"])
-            pair_ratios[key] = ratios
+            for block in blocks:
+                by = {r["algorithm"]: r[key] if isinstance(r[key], float) else statistics.median(r[key]) for r in block}
+                if {"grpo", other} <= set(by):
+                    ratios.append(by[other] / by["grpo"])
+            pair_ratios[f"{other}/{key}"] = ratios
 
     lines = [f"Conditions: {json.dumps(conditions)}", "",
              f"{args.repeats} runs per algorithm x {args.steps} steps, {args.ranks} rank(s), first {WARMUP} steps "
@@ -191,21 +198,24 @@ def main(argv=None) -> int:
             f"{s['startup_s_median']:.0f}",
         ]
         lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
-    if "grpo" in summary and "sspo" in summary:
-        g, s = summary["grpo"], summary["sspo"]
-        ratio = lambda key: s[key] / g[key]  # noqa: E731
-        lines += ["", f"SSPO / GRPO, medians: wall step {ratio('step_s_median'):.3f}, "
+    labels = (
+        ("step_s", "wall step"),
+        ("update_ms_per_token", "update per token"),
+        ("cpu_s_per_step_all", "CPU per step, all"),
+        ("cpu_s_per_step_trainer", "CPU per step, trainer"),
+    )
+    for other in (a for a in summary if a != "grpo" and "grpo" in summary):
+        g, s_ = summary["grpo"], summary[other]
+        ratio = lambda key: s_[key] / g[key]  # noqa: E731
+        lines += ["", f"{other} / grpo, medians: wall step {ratio('step_s_median'):.3f}, "
                       f"actor update per token {ratio('update_ms_per_token_median'):.3f}, "
+                      f"actor update {ratio('update_s_median'):.3f}, "
                       f"CPU per step (all) {ratio('cpu_s_per_step_all_median'):.3f}, "
-                      f"CPU per step (trainer) {ratio('cpu_s_per_step_trainer_median'):.3f}"]
-        labels = (
-            ("step_s", "wall step"),
-            ("update_ms_per_token", "update per token"),
-            ("cpu_s_per_step_all", "CPU per step, all"),
-            ("cpu_s_per_step_trainer", "CPU per step, trainer"),
-        )
+                      f"CPU per step (trainer) {ratio('cpu_s_per_step_trainer_median'):.3f}, "
+                      f"worker peak RSS {ratio('worker_peak_rss_gb'):.3f}"]
         for key, label in labels:
-            lines.append(f"SSPO / GRPO per adjacent pair ({label}): " + ", ".join(f"{x:.3f}" for x in pair_ratios[key]))
+            lines.append(f"{other} / grpo per block ({label}): "
+                         + ", ".join(f"{x:.3f}" for x in pair_ratios[f"{other}/{key}"]))
     text = "\n".join(lines)
     print("\n" + text)
     with open(os.path.join(out, "bench_cpu_step.json"), "w", encoding="utf-8") as fh:
