@@ -27,6 +27,7 @@ NODES=${NODES:-1}                               # nodes per run
 MAX_PARALLEL=${MAX_PARALLEL:-}                  # at most this many runs at once (empty: Slurm decides)
 SBATCH_ARGS=${SBATCH_ARGS:-}                    # extra sbatch flags, e.g. "--partition=gpu --time=24:00:00"
 DRY_RUN=${DRY_RUN:-0}                           # 1: do not submit
+SUBMIT_TIMEOUT=${SUBMIT_TIMEOUT:-120}           # s: bound for sbatch (a hung Slurm controller)
 # ===========================================================================================
 
 die() {
@@ -39,6 +40,7 @@ TRAIN_SBATCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/train.sbatch
 # ---------------------------------------- checks ------------------------------------------
 [[ $SWEEP_NAME =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || die "SWEEP_NAME=$SWEEP_NAME: use letters, digits, '.', '_', '-'"
 [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "NODES=$NODES: expected a positive integer"
+[[ $SUBMIT_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "SUBMIT_TIMEOUT=$SUBMIT_TIMEOUT: expected a positive integer (seconds)"
 [[ -z $MAX_PARALLEL || $MAX_PARALLEL =~ ^[1-9][0-9]*$ ]] || die "MAX_PARALLEL=$MAX_PARALLEL: expected a positive integer"
 [[ $RUNS_ROOT != *,* && $RUNS_ROOT != *[[:space:]]* ]] || die "RUNS_ROOT=$RUNS_ROOT: no commas or spaces (sbatch --export)"
 read -ra algos <<<"$ALGOS"
@@ -125,7 +127,13 @@ cmd=(sbatch --parsable "--array=0-$((count - 1))${MAX_PARALLEL:+%$MAX_PARALLEL}"
 if [[ $DRY_RUN == 1 ]]; then
     job="(dry run, not submitted)"
 else
-    out=$("${cmd[@]}") || die "sbatch failed (status $?): $(printf '%q ' "${cmd[@]}")"
+    rc=0
+    out=$(timeout --kill-after=10 "$SUBMIT_TIMEOUT" "${cmd[@]}") || rc=$?
+    if ((rc == 124 || rc == 137)); then
+        die "sbatch did not answer within SUBMIT_TIMEOUT=${SUBMIT_TIMEOUT}s (a hung Slurm controller? raise" \
+            "SUBMIT_TIMEOUT if it is only slow); check 'squeue --name=$SWEEP_NAME' before submitting again"
+    fi
+    ((rc == 0)) || die "sbatch failed (status $rc): $(printf '%q ' "${cmd[@]}")"
     job=${out%%;*}
     [[ $job =~ ^[0-9]+$ ]] || die "sbatch printed '$out', expected a job id"
 fi

@@ -1,7 +1,8 @@
-"""A pretend Slurm allocation for running the launch scripts on CPU, in seconds.
+"""A pretend Slurm allocation for what the real cluster of slurm_cluster.py cannot show here: many nodes, GPU
+counts, container runtimes, and the launch scripts' argument plumbing, in seconds.
 
 The stand-in commands in ``stubs/`` (``srun``, ``scontrol``, ``sbatch``, ``ray``, ``python3``, ``sspo-train``,
-``hostname``, ``ip``, ``apptainer``) come first on PATH. Each records its node and arguments as one file per
+``apptainer``) come first on PATH. Each records its node and arguments as one file per
 call; :meth:`StubCluster.calls` reads them back in call order. ``srun`` runs its command with ``STUB_NODE``
 set to the node it was sent to, so the records say where each command ran.
 """
@@ -64,7 +65,7 @@ class StubCluster:
             # Bounds small enough for tests that take seconds, not minutes.
             "NODE_WAIT_TIMEOUT": "10",
             "NODE_WAIT_POLL": "0.05",
-            "PROBE_TIMEOUT": "10",
+            "CMD_TIMEOUT": "10",
             "PREFLIGHT_TIMEOUT": "10",
             "TEARDOWN_TIMEOUT": "5",
         }
