@@ -19,8 +19,7 @@ when the attempt starts the run
 → the attempt checked against the run dir (:mod:`sspo_verl.rundir`): a rerun whose training config differs from
 the one the run started with is refused (exit 2, the differing keys listed); an attempt that starts over moves the
 earlier attempt's checkpoints and logs to ``superseded/``; one that resumes renames the earlier log to
-``metrics.<n>.jsonl`` (verl truncates it) and keeps ``resolved_config.yaml``, the record; and the mini-batch
-size for the ``diag/*`` driver metrics (:mod:`sspo_verl.adapter.driver_metrics`) in the workers' environment
+``metrics.<n>.jsonl`` (verl truncates it) and keeps ``resolved_config.yaml``, the record
 → verl's own entry point ``verl.trainer.main_ppo.main(config)`` (device detection, ``validate_config``,
 ``run_ppo``) → ``ray.shutdown()`` if this job started Ray, so the next job of a multirun starts clean.
 
@@ -155,15 +154,6 @@ def _check_unique_run_dir(run_dir: str) -> None:
     _RUN_DIRS.add(run_dir)
 
 
-def driver_metrics_env(config: DictConfig) -> dict[str, str]:
-    """``SSPO_PPO_MINI_BATCH_SIZE`` / ``SSPO_PPO_EPOCHS`` for :mod:`sspo_verl.adapter.driver_metrics`, from a
-    resolved config: responses per actor mini-batch (``ppo_mini_batch_size × rollout.n``, as verl's
-    ``_update_actor`` computes it) and ``ppo_epochs``."""
-    from sspo_verl.adapter.driver_metrics import config_env
-
-    return config_env(config)
-
-
 def _worker_env(config: DictConfig, key: str, value: str) -> None:
     """Add an environment variable for every Ray worker (``ray_kwargs.ray_init.runtime_env.env_vars``)."""
     with open_dict(config):
@@ -273,8 +263,6 @@ def run(config: DictConfig) -> Optional[DictConfig]:
     if "tensorboard" in logger_backends and _TENSORBOARD_ENV not in os.environ:
         _worker_env(config, _TENSORBOARD_ENV, os.path.join(run_dir, "tensorboard"))
     OmegaConf.resolve(config)  # here, where the sspo.* and hydra: resolvers exist; verl's workers never see them
-    for key, value in driver_metrics_env(config).items():  # diag/minibatches_per_rollout in the trainer process
-        _worker_env(config, key, value)
     os.makedirs(run_dir, exist_ok=True)
     if _prepare_attempt(config, run_dir, logger_backends, dry_run):
         OmegaConf.save(config, os.path.join(run_dir, "resolved_config.yaml"))  # the config this run started with

@@ -7,9 +7,9 @@ Public API:
     ensure_registered()         raise (with a fix) unless both registrations and the micro-batch context are live
     current_microbatch()        the micro-batch of the ``ppo_loss`` call in progress (response ids, entropy)
 
-Patch modules (each idempotent, marked, logged once, loud when verl moves a target; see their docstrings):
-    microbatch        wraps ``verl.workers.utils.losses.ppo_loss`` (micro-batch context, ``actor/diag/*``)
-    driver_metrics    wraps ``compute_advantage`` / ``compute_data_metrics`` (``diag/*`` per step)
+Patches (:mod:`sspo_verl.patching`; idempotent, marked, logged once, loud when verl moves a target):
+    microbatch.PPO_LOSS              ``verl.workers.utils.losses.ppo_loss``: the micro-batch context
+    diagnostics.POLICY_LOSS_LOOKUP   ``get_policy_loss_fn`` as ``ppo_loss`` binds it: ``actor/diag/*`` for every loss
 
 Registration happens in :mod:`sspo_verl.adapter.plugin`, which verl's ``verl.plugins`` entry point imports in
 every process that imports verl.

@@ -2,9 +2,8 @@
 
 verl imports this module in every process that imports verl — the driver, the TaskRunner, every Ray worker —
 so that ``loss_mode=sspo`` and ``adv_estimator=sspo`` are registered, and the adapter's patches (micro-batch
-context, diagnostics, driver metrics, the ``sspo`` session path, SSPO's entropy reference μ;
-:mod:`sspo_verl.patching`) are installed before any worker builds its loss or the trainer computes its first
-advantages. With ``VERL_PLATFORM=cpu`` it also activates the CPU backend (:mod:`sspo_verl.cpu`); on any other
+context, diagnostics, the ``sspo`` session path, SSPO's entropy reference μ; :mod:`sspo_verl.patching`) are
+installed before any worker builds its loss or the trainer computes its first advantages. With ``VERL_PLATFORM=cpu`` it also activates the CPU backend (:mod:`sspo_verl.cpu`); on any other
 platform the CPU backend is never imported.
 
 verl swallows entry-point errors at DEBUG level, so a failure here is logged at ERROR level before it is
@@ -23,13 +22,13 @@ ADV_ESTIMATOR = "sspo"
 
 
 def _patches():
-    """The adapter's patches, in install order (the driver-metric patches import verl's trainer modules, so they
-    come after the CPU platform is active)."""
+    """The adapter's patches, in install order (the trainer patches import verl's trainer modules, so they come after
+    the CPU platform is active)."""
     # The adapter is imported inside the functions so that any failure, an import error included, happens inside
     # the logged register() call below: verl swallows entry-point errors at DEBUG level.
-    from sspo_verl.adapter import advantage, diagnostics, driver_metrics, entropy_reference, microbatch
+    from sspo_verl.adapter import advantage, diagnostics, entropy_reference, microbatch
 
-    trainer = (*driver_metrics.PATCHES, advantage.MULTI_TRAJECTORY, entropy_reference.UPDATE_ACTOR)
+    trainer = (advantage.MULTI_TRAJECTORY, entropy_reference.UPDATE_ACTOR)
     return (microbatch.PPO_LOSS, diagnostics.POLICY_LOSS_LOOKUP), trainer
 
 
@@ -37,14 +36,14 @@ def register() -> None:
     """Register SSPO in verl and install the adapter's patches (idempotent)."""
     from sspo_verl.adapter import advantage, policy_loss  # noqa: F401  (registration by decorator)
 
-    loss_patches, driver_patches = _patches()
+    loss_patches, trainer_patches = _patches()
     for patch in loss_patches:
         patch.install()
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
         from sspo_verl.cpu import activate  # never imported on another platform
 
         activate()
-    for patch in driver_patches:
+    for patch in trainer_patches:
         patch.install()
 
 
@@ -57,8 +56,8 @@ def ensure_registered() -> None:
         missing.append(f"policy loss {POLICY_LOSS!r}")
     if ADV_ESTIMATOR not in ADV_ESTIMATOR_REGISTRY:
         missing.append(f"advantage estimator {ADV_ESTIMATOR!r}")
-    loss_patches, driver_patches = _patches()
-    missing += [f"the patch of {p.target} ({p.why})" for p in loss_patches + driver_patches if not p.is_installed()]
+    loss_patches, trainer_patches = _patches()
+    missing += [f"the patch of {p.target} ({p.why})" for p in loss_patches + trainer_patches if not p.is_installed()]
     if missing:
         raise RuntimeError(
             "sspo-verl is not registered in verl in this process (missing: " + ", ".join(missing) + "). "

@@ -2,8 +2,9 @@
 
 Keys come from verl (``critic/score/mean``, ``actor/entropy``, ``actor/pg_clipfrac``, ``actor/ppo_kl``,
 ``response_length/mean``, ``val-core/<data source>/<variable>/mean@<n>``), from the actor-side granularity
-diagnostics every loss mode logs (``actor/diag/*``, :mod:`sspo_verl.adapter.diagnostics`), from SSPO's loss
-(``actor/sspo/*``, SSPO runs only) and from the driver (``diag/*``, :mod:`sspo_verl.adapter.driver_metrics`).
+diagnostics every loss mode logs (``actor/diag/*``, :mod:`sspo_verl.adapter.diagnostics`) and from SSPO's loss
+(``actor/sspo/*``, SSPO runs only). What a run's config fixes (optimizer steps per rollout batch) is read from its
+``resolved_config.yaml`` (:meth:`sspo_verl.report.runs.Run.updates_per_rollout`), not logged.
 A metric no run logged is left out with a note, never an error.
 """
 
@@ -92,9 +93,7 @@ FIGURES = (
         (
             Panel("actor/diag/kl_old_new", "KL old→new (actor/diag/kl_old_new)"),
             Panel("actor/diag/abs_log_ratio_mean", "mean |log ratio|"),
-            Panel("diag/updates_per_rollout", "optimizer steps per rollout batch"),
-            Panel("diag/zero_var_group_frac", "prompt groups with zero reward variance"),
-            Panel("actor/diag/zero_adv_seq_frac", "responses with zero advantage"),
+            Panel("actor/diag/zero_adv_seq_frac", "responses with zero advantage (zero-variance groups)"),
         ),
     ),
     Figure(
@@ -141,9 +140,6 @@ TABLES = (
         (
             Column("actor/diag/kl_old_new", "KL old→new", "mean"),
             Column("actor/diag/abs_log_ratio_mean", "mean abs log-ratio", "mean"),
-            Column("diag/minibatches_per_rollout", "mini-batches / rollout", "mean"),
-            Column("diag/updates_per_rollout", "optimizer steps / rollout", "mean"),
-            Column("diag/zero_var_group_frac", "zero-variance groups", "mean"),
             Column("actor/diag/zero_adv_seq_frac", "zero-advantage responses", "mean"),
         ),
     ),

@@ -90,15 +90,25 @@ def _missing_note(what: str, missing: Sequence[str], written: bool) -> str:
     return f"{what}: not written, no run logged any of its metrics ({keys})"
 
 
+def _updates(run: Run) -> str:
+    layout = run.updates_per_rollout()
+    if layout is None:
+        return "?"
+    mini_batches, epochs = layout
+    return f"{mini_batches:g} × {epochs} = {mini_batches * epochs:g}"
+
+
 def _section_runs(groups: Mapping[str, Sequence[Run]]) -> list[str]:
-    lines = ["## Runs", "", "| group | seed | run | steps | source |", "|---|---|---|---|---|"]
+    lines = ["## Runs", "",
+             "| group | seed | run | steps | optimizer steps / rollout (mini-batches × epochs) | source |",
+             "|---|---|---|---|---|---|"]
     for label, runs in groups.items():
         for run in runs:
             first, last = run.step_range
             where = run.run_dir or run.name
             files = ", ".join(os.path.basename(f) for f in run.files) or run.source
             lines.append(f"| {label} | {run.seed if run.seed is not None else '?'} | `{where}` | {first}–{last} | "
-                         f"{run.source}: {files} |")
+                         f"{_updates(run)} | {run.source}: {files} |")
     return lines
 
 
@@ -177,7 +187,7 @@ def write_report(
     lines += [
         "Cells: mean ± sample std over the group's seeds (one seed: the value alone; — : not logged). Metric keys "
         "are verl's (`critic/*`, `actor/*`, `val-core/*`), the granularity diagnostics every loss logs "
-        "(`actor/diag/*`), SSPO's (`actor/sspo/*`) and the driver's (`diag/*`).",
+        "(`actor/diag/*`) and SSPO's (`actor/sspo/*`).",
         "",
     ]
     if notes:

@@ -85,6 +85,22 @@ class Run:
     def step_range(self) -> tuple[int, int]:
         return min(self.steps), max(self.steps)
 
+    def updates_per_rollout(self) -> Optional[tuple[float, int]]:
+        """(mini-batches per rollout batch, PPO epochs) from the resolved config, None without it.
+
+        verl's actor splits a rollout batch (``data.train_batch_size`` prompts × ``rollout.n``) into mini-batches
+        of ``actor.ppo_mini_batch_size`` prompts × ``rollout.n`` and takes one optimizer step per mini-batch and
+        epoch: a rollout batch feeds their product in steps, the last one by a policy that many − 1 steps away
+        from π_old (verl's padding rows for data-parallel divisibility aside).
+        """
+        keys = ("data.train_batch_size", "actor_rollout_ref.actor.ppo_mini_batch_size",
+                "actor_rollout_ref.actor.ppo_epochs")
+        values = [self.config.get(k) for k in keys] if self.config else [None]
+        if not all(isinstance(v, int) and v > 0 for v in values):
+            return None
+        prompts, mini_batch, epochs = values
+        return prompts / mini_batch, epochs
+
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, Mapping):

@@ -61,8 +61,7 @@ TABLE_STATS = (
     ("actor/diag/subsentence/clipfrac", "mean"),
     ("actor/diag/sequence/seq_all_clipped_frac", "mean"),
     ("actor/diag/kl_old_new", "mean"),
-    ("diag/zero_var_group_frac", "mean"),
-    ("diag/updates_per_rollout", "mean"),
+    ("actor/diag/zero_adv_seq_frac", "mean"),
 )
 
 
@@ -83,6 +82,8 @@ def test_resumed_run_counts_with_its_last_step_and_rows_name_seeds(report, share
     markdown = open(report.markdown, encoding="utf-8").read()
     assert "| grpo | 2 (1, 2) | 2–3 |" in markdown  # seed 1 resumed to step 3, seed 2 stopped at 2
     assert "| sspo | 2 (1, 2) | 2 |" in markdown
+    # the Runs table: 8 prompts / 2 per mini-batch = 4 mini-batches, 1 epoch (from each resolved_config.yaml)
+    assert markdown.count("| 4 × 1 = 4 |") == 4
     # grpo's final reward: step 3 of seed 1 (second attempt's file) and step 2 of seed 2
     final = json.load(open(report.summary, encoding="utf-8"))["stats"]["grpo"]["critic/score/mean:final"]
     seed1 = raw_steps(shared_fixture_runs["grpo-tiny-seed1"])[3]["critic/score/mean"]

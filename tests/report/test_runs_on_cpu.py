@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
 import pytest
 
 from sspo_verl.report.runs import CONFIG_FILE, group_runs, load_run, run_from_records
+from tests.report.fixture_runs import RUN_NAMES, raw_steps
 
 
 def test_identity_from_the_resolved_config_of_real_runs(fixture_runs):
@@ -68,3 +70,41 @@ def test_values_naming_the_run_do_not_split_a_group(fixture_runs):
                      f"model_path: /models/m{seed}\n")
     groups = group_runs([load_run(fixture_runs[f"grpo-tiny-seed{s}"]) for s in (1, 2)])
     assert list(groups) == ["grpo (model_path=/models/m1)", "grpo (model_path=/models/m2)"]  # a real difference
+
+
+def _rollout_dump_groups(path):
+    """{group uid: [scores]} of one step from verl's rollout dump (one JSON line per response, key {uid}_{i}_{j})."""
+    groups = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            groups.setdefault(row["uid"].rsplit("_", 2)[0], []).append(row["score"])
+    return groups
+
+
+def test_what_the_driver_used_to_log_follows_from_the_config_and_the_actor(fixture_runs):
+    """These runs were logged with the (since removed) driver-side diag/* wraps of verl's trainer. Every value they
+    logged follows from the resolved config (the Runs table's optimizer steps per rollout batch) or equals the
+    actor's own diag/zero_adv_seq_frac, and the rollout dumps agree (no zero-variance group in these runs)."""
+    for name in RUN_NAMES:
+        run = load_run(fixture_runs[name])
+        mini_batches, epochs = run.updates_per_rollout()
+        prompts, n = run.config["data.train_batch_size"], run.config["actor_rollout_ref.rollout.n"]
+        for step, logged in raw_steps(fixture_runs[name]).items():
+            if "diag/num_groups" not in logged:
+                continue  # a validation-only record
+            assert (logged["diag/num_groups"], logged["diag/num_responses"]) == (prompts, prompts * n)
+            assert (logged["diag/minibatches_per_rollout"], logged["diag/ppo_epochs"]) == (mini_batches, epochs)
+            assert logged["diag/updates_per_rollout"] == mini_batches * epochs
+            assert logged["diag/zero_var_group_frac"] == logged["actor/diag/zero_adv_seq_frac"]
+            groups = _rollout_dump_groups(os.path.join(fixture_runs[name], "rollouts", f"{step}.jsonl"))
+            zero_var = sum(1 for scores in groups.values() if max(scores) == min(scores)) / len(groups)
+            assert len(groups) == prompts and zero_var == logged["actor/diag/zero_adv_seq_frac"]
+
+
+def test_updates_per_rollout_needs_the_config_keys():
+    run = run_from_records("r", "sspo", 1, [{"step": 1, "data": {"x": 1.0}}])
+    assert run.updates_per_rollout() is None
+    run.config = {"data.train_batch_size": 8, "actor_rollout_ref.actor.ppo_mini_batch_size": 4,
+                  "actor_rollout_ref.actor.ppo_epochs": 3}
+    assert run.updates_per_rollout() == (2.0, 3)
