@@ -1,8 +1,19 @@
 """sspo-verl: SSPO (Subsentence-level Policy Optimization, arXiv 2511.04256) next to GRPO and GSPO on verl.
 
-Layout:
-    sspo_verl.core      pure torch math (segmentation, ratio, clip bounds, loss, advantage); no verl import
-    sspo_verl.adapter   the only verl-facing code: registrations, config dataclass, micro-batch context
+Layers (each imports only what is listed above it):
+    sspo_verl.core       SSPO's math in plain torch (segmentation, ratio, clip bounds, loss, advantage,
+                         diagnostics); imports no verl, Ray, Hydra or OmegaConf
+    sspo_verl.patching   the one mechanism that replaces a name verl or torch binds (:class:`~sspo_verl.patching.Patch`)
+    sspo_verl.cpu        the CPU backend (platform, FSDP on CPU, ``hf`` rollout, two patches); active only with
+                         ``VERL_PLATFORM=cpu``; imports verl, torch and ``patching``
+    sspo_verl.adapter    what verl loads in every process (``verl.plugins`` entry point): ``loss_mode=sspo``,
+                         ``adv_estimator=sspo``, the config dataclass, two patches; imports verl, ``core``,
+                         ``patching``, and activates ``cpu`` on CPU runs
+    drivers              ``sspo-train`` (``train``, ``preflight``: import verl), ``sspo-data``, the math reward,
+                         ``sspo-eval``, ``sspo-report``, the demo (``data``, ``reward``, ``eval``, ``report``,
+                         ``demo``: no verl import)
+
+Every patched verl / torch name, with its reason, is in the README's architecture section.
 
 ``from sspo_verl import SSPOPolicyLossConfig`` is resolved lazily so that ``sspo_verl.core`` stays
 importable without verl.

@@ -9,6 +9,7 @@ import logging
 import pkgutil
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,17 @@ def test_the_walk_finds_every_known_patch():
             "sspo_verl.adapter.advantage.MULTI_TRAJECTORY", "sspo_verl.adapter.entropy_reference.UPDATE_ACTOR"} <= names
     targets = [patch.target for _, patch in PATCHES]
     assert len(targets) == len(set(targets)), "two patches replace the same name"
+
+
+def test_the_readme_lists_every_patched_name_with_its_patch():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    for name, patch in PATCHES:
+        module, constant = name.rsplit(".", 1)
+        path = module.removeprefix("sspo_verl.").replace(".", "/") + ".py"
+        assert any(f"`{patch.target}`" in row and f"`{path}` `{constant}`" in row for row in rows), (
+            f"README.md's architecture table has no row for {patch.target} ({name})"
+        )
 
 
 @pytest.fixture(params=PATCHES, ids=[name for name, _ in PATCHES])
