@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The SSPO paper's Qwen2.5-Math-1.5B run on one machine with 8 GPUs: Hydra preset
-# experiment=paper_qwen2.5_math_1.5b (data, batch sizes, schedule), the algorithm chosen by ALGO.
+# One of the SSPO paper's runs on one machine with 8 GPUs: the Hydra preset experiment=$EXPERIMENT (model, data,
+# batch sizes, schedule; hydra_configs/experiment/), the algorithm chosen by ALGO.
 #
-#   recipes/single_node/train_qwen2.5_math_1.5b.sh                        # SSPO, the config's seed (42)
-#   ALGO=grpo SEED=1 recipes/single_node/train_qwen2.5_math_1.5b.sh       # GRPO baseline, seed 1
-#   recipes/single_node/train_qwen2.5_math_1.5b.sh trainer.total_training_steps=20   # Hydra overrides go last
+#   recipes/single_node/train.sh                                         # SSPO on Qwen2.5-Math-1.5B, seed 42
+#   EXPERIMENT=paper_qwen2.5_math_7b ALGO=grpo SEED=1 recipes/single_node/train.sh   # GRPO on the 7B, seed 1
+#   recipes/single_node/train.sh trainer.total_training_steps=20         # Hydra overrides go last
 #
 # Build the data first (sspo-data). The run directory is <output_dir>/<project>/<run name> (sspo-train's layout);
 # running the same command again resumes from its latest checkpoint (trainer.resume_mode=auto).
@@ -13,6 +13,7 @@
 set -euo pipefail
 
 # ===================================== user-adjustable =====================================
+EXPERIMENT=${EXPERIMENT:-paper_qwen2.5_math_1.5b}  # a preset in hydra_configs/experiment/ (paper_qwen2.5_math_7b)
 ALGO=${ALGO:-sspo}                      # grpo | gspo | gspo_wide | sspo
 SEED=${SEED:-}                          # empty: the config's seed (42)
 N_GPUS=${N_GPUS:-8}                     # GPUs of this machine to use (trainer.n_gpus_per_node)
@@ -25,8 +26,10 @@ PREFLIGHT_STRICT=${PREFLIGHT_STRICT:-1} # 1: pre-flight warnings stop the run be
 TRAIN_CMD=${TRAIN_CMD:-sspo-train}
 # ===========================================================================================
 
-EXPERIMENT=paper_qwen2.5_math_1.5b
 die() { echo "$(basename "$0"): ERROR: $*" >&2; exit 1; }
+PRESETS=$(dirname "${BASH_SOURCE[0]}")/../../hydra_configs/experiment
+[[ $EXPERIMENT =~ ^[A-Za-z0-9_.-]+$ && -f $PRESETS/$EXPERIMENT.yaml ]] ||
+    die "EXPERIMENT=$EXPERIMENT: no such preset; expected one of:" "$(basename -s .yaml "$PRESETS"/*.yaml | xargs)"
 case $ALGO in grpo | gspo | gspo_wide | sspo) ;; *) die "ALGO=$ALGO: expected grpo, gspo, gspo_wide or sspo" ;; esac
 [[ -z $SEED || $SEED =~ ^[0-9]+$ ]] || die "SEED=$SEED: expected a non-negative integer"
 [[ $N_GPUS =~ ^[1-9][0-9]*$ ]] || die "N_GPUS=$N_GPUS: expected a positive integer"
