@@ -1,11 +1,18 @@
-"""Shared fixtures: a synthetic piece vocabulary, random micro-batches, the tiny model on disk."""
+"""Shared fixtures: a synthetic piece vocabulary, random micro-batches, the tiny model on disk, a copy of the
+package's source tree."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
+# What `pip install .` reads, and what docker/Dockerfile copies into the image to install the package.
+PACKAGE_SOURCES = ("setup.py", "README.md", "sspo_verl", "hydra_configs")
 
 def pytest_collection_modifyitems(config, items):
     """``gpu`` tests need CUDA: without it they are skipped, with the reason in the summary."""
@@ -106,3 +113,17 @@ def tiny_model_dir(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny_model")
     return build_tiny_model(os.fspath(out), seed=0)
+
+
+@pytest.fixture
+def package_source(tmp_path):
+    """``tmp_path/src``: a copy of :data:`PACKAGE_SOURCES`, without caches or build output, to install from."""
+    src = tmp_path / "src"
+    src.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
+    for name in PACKAGE_SOURCES:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, src / name, ignore=ignore)
+        else:
+            shutil.copy(REPO / name, src / name)
+    return src

@@ -204,15 +204,9 @@ def test_python_dash_m_entry_point(dirs):
 
 
 @pytest.mark.slow
-def test_non_editable_install_runs_from_another_directory(tmp_path):
+def test_non_editable_install_runs_from_another_directory(tmp_path, package_source):
     """`pip install .` (not editable) into a throwaway target; sspo-train from elsewhere uses the shipped configs."""
-    src = tmp_path / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
-    src.mkdir()
-    for name in ("setup.py", "README.md"):
-        shutil.copy(REPO / name, src / name)
-    for name in ("sspo_verl", "hydra_configs"):
-        shutil.copytree(REPO / name, src / name, ignore=ignore)
+    src = package_source
     target, elsewhere = tmp_path / "target", tmp_path / "elsewhere"
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-compile", "-q",

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from sspo_verl import train
 from sspo_verl.cpu import launch
 from sspo_verl.cpu.launch import CPU_ENV_VARS, CPUConfigError
 
@@ -45,7 +46,6 @@ def test_required_cpus_counts_transfer_queue_and_rank_bundles():
 
 @pytest.fixture
 def compose(monkeypatch, tmp_path):
-    train = pytest.importorskip("sspo_verl.train")
     monkeypatch.setenv("SSPO_TINY_DIR", str(tmp_path / "tiny"))
     monkeypatch.setenv("SSPO_OUTPUT_DIR", str(tmp_path / "out"))
 

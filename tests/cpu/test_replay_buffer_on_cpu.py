@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sspo_verl import train
 from sspo_verl.cpu import launch
 from sspo_verl.cpu.replay_buffer import POLL_INTERVAL_S, CPUReplayBuffer
 
@@ -31,7 +32,6 @@ def test_is_verls_sync_buffer_with_a_short_poll():
 
 @pytest.fixture
 def compose(monkeypatch, tmp_path):
-    train = pytest.importorskip("sspo_verl.train")
     monkeypatch.setenv("SSPO_TINY_DIR", str(tmp_path))
     return lambda *o: train.compose(["hardware=cpu", "model=tiny", "rollout=hf", *o])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sspo_verl import train
 from sspo_verl.cpu.launch import apply_to_config
 from sspo_verl.demo.__main__ import ALGORITHMS, demo_overrides
 
@@ -11,7 +12,6 @@ from sspo_verl.demo.__main__ import ALGORITHMS, demo_overrides
 @pytest.mark.parametrize("rollout", ["hf", "vllm"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_demo_overrides_compose_for_every_algorithm(algorithm, rollout, tmp_path, monkeypatch, tiny_model_dir):
-    train = pytest.importorskip("sspo_verl.train")
     (tmp_path / "tiny").mkdir()
     (tmp_path / "tiny" / "model").symlink_to(tiny_model_dir)  # rollout=vllm checks the model's head size
     monkeypatch.setenv("SSPO_TINY_DIR", str(tmp_path / "tiny"))

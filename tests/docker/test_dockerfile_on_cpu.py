@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import PACKAGE_SOURCES
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 DOCKERIGNORE = REPO / "docker" / "Dockerfile.dockerignore"
@@ -114,7 +116,7 @@ def test_copy_sources_exist_and_pass_the_dockerignore():
     for word, rest in _instructions():
         if word == "COPY":
             copied += rest.split()[:-1]
-    assert {"setup.py", "README.md", "sspo_verl", "hydra_configs", "recipes"} <= set(copied)
+    assert {*PACKAGE_SOURCES, "recipes"} <= set(copied)  # the package_source fixture builds from the same files
     lines = [ln.strip() for ln in DOCKERIGNORE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "*", "the .dockerignore should start by excluding everything"
     for src in copied:
@@ -122,19 +124,14 @@ def test_copy_sources_exist_and_pass_the_dockerignore():
         assert f"!{src}" in lines, f"{src} is copied but excluded by {DOCKERIGNORE.name}"
 
 
-def test_copied_files_build_a_wheel_with_configs_and_entry_points(tmp_path):
+def test_copied_files_build_a_wheel_with_configs_and_entry_points(tmp_path, package_source):
     """What `pip install .` does in the image, on the files the image copies (in a temporary directory)."""
     try:
         import setuptools  # noqa: F401  (present: build without fetching it)
         isolation = ["--no-build-isolation"]
     except ImportError:
         isolation = []  # pip fetches setuptools into an isolated build environment
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("setup.py", "README.md"):
-        shutil.copy(REPO / name, src / name)
-    for name in ("sspo_verl", "hydra_configs"):
-        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    src = package_source
     out = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(tmp_path), "."],
         cwd=src, capture_output=True, text=True, timeout=600,

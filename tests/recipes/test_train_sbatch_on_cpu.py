@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from sspo_verl import train as train_module
 from tests.recipes.stub_cluster import Call, StubCluster
 
 GPUS = 8
@@ -272,7 +273,6 @@ def test_signal_while_waiting_for_nodes_tears_down(tmp_path):
 
 def test_trainer_command_composes_with_the_project_configs(tmp_path):
     """The overrides train.sbatch passes exist in the Hydra configs and give the intended multi-node run."""
-    train_module = pytest.importorskip("sspo_verl.train")
     cluster = StubCluster(tmp_path, 4)
     result = cluster.run(
         "data.train_batch_size=256", EXPERIMENT="paper_qwen2.5_math_7b", ALGO="gspo", SEED="2", RUN_NAME="abl-7b"

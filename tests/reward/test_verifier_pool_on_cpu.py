@@ -16,12 +16,6 @@ from sspo_verl.reward.verifier_pool import VerifierPool, VerifierStartError
 HANG = r"9^{9^{9^{9^{9}}}}"
 
 
-@pytest.fixture(scope="module")
-def pool():
-    with VerifierPool(num_procs=2) as p:
-        yield p
-
-
 def _in_thread(fn):
     """Run fn() in a fresh non-main thread (as verl's run_in_executor does) and return its result."""
     box = {}
