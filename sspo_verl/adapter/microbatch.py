@@ -24,6 +24,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
 
+from sspo_verl import SUPPORTED_VERL_VERSION
 from sspo_verl.adapter.entropy_reference import ENTROPY_MEAN_KEY
 from sspo_verl.patching import Patch
 
@@ -65,8 +66,8 @@ class MicroBatch:
         """Response token ids. Shape: (B, response_length), 0 beyond each response."""
         if "responses" not in self.data.keys():
             raise KeyError(
-                "the micro-batch has no 'responses' field, which SSPO segments on; verl 0.9.1's actor update "
-                f"keeps it (fields present: {sorted(self.data.keys())})"
+                f"the micro-batch has no 'responses' field, which SSPO segments on; verl {SUPPORTED_VERL_VERSION}'s "
+                f"actor update keeps it (fields present: {sorted(self.data.keys())})"
             )
         ids = self.data["responses"]
         if ids.is_nested:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import sspo_verl
 from tests.conftest import PACKAGE_SOURCES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,10 +44,6 @@ def _args() -> dict[str, str]:
     return dict(rest.split("=", 1) for word, rest in _instructions() if word == "ARG" and "=" in rest)
 
 
-def _setup_value(name: str) -> str:
-    match = re.search(rf'^\s*{name}\s*=\s*"([^"]+)"', (REPO / "setup.py").read_text(), re.M)
-    assert match, f"{name} not found in setup.py"
-    return match.group(1)
 
 
 def _tool(name: str) -> str:
@@ -152,7 +149,7 @@ def test_build_script_tags_the_image_after_its_stack():
     out = subprocess.run(["bash", str(BUILD_SH), "--print-tag"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     args = _args()
-    want = (f"sspo-verl:{_setup_value('version')}-verl{_setup_value('VERL_VERSION')}-vllm{args['VLLM_VERSION']}"
+    want = (f"sspo-verl:{sspo_verl.__version__}-verl{sspo_verl.SUPPORTED_VERL_VERSION}-vllm{args['VLLM_VERSION']}"
             f"-torch{args['TORCH_VERSION']}-cu{args['CUDA_VERSION']}")
     assert out.stdout.strip() == want
     assert "verl0.9.1" in want  # the pin this project supports
