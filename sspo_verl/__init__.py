@@ -4,8 +4,8 @@ Layers (each imports only what is listed above it):
     sspo_verl.core       SSPO's math in plain torch (segmentation, ratio, clip bounds, loss, advantage,
                          diagnostics); imports no verl, Ray, Hydra or OmegaConf
     sspo_verl.patching   the one mechanism that replaces a name verl or torch binds (:class:`~sspo_verl.patching.Patch`)
-    sspo_verl.cpu        the CPU backend (platform, FSDP on CPU, ``hf`` rollout, two patches); active only with
-                         ``VERL_PLATFORM=cpu``; imports verl, torch and ``patching``
+    sspo_verl.cpu        the CPU backend (platform, FSDP on CPU, ``hf`` and vLLM rollouts, three patches); active
+                         only with ``VERL_PLATFORM=cpu``; imports verl, torch and ``patching``
     sspo_verl.adapter    what verl loads in every process (``verl.plugins`` entry point): ``loss_mode=sspo``,
                          ``adv_estimator=sspo``, the config dataclass, two patches; imports verl, ``core``,
                          ``patching``, and activates ``cpu`` on CPU runs

@@ -9,10 +9,9 @@ from collections import namedtuple
 
 import pytest
 
+from sspo_verl import train
 from sspo_verl.cpu import launch, vllm_checks
 from sspo_verl.cpu.launch import CPUConfigError
-
-train = pytest.importorskip("sspo_verl.train")
 
 
 @pytest.fixture
