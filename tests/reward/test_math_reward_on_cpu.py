@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sspo_verl.reward import math_reward
+from sspo_verl.reward.verifier_pool import VerifierPool
 
 # (ground truth, boxed model answer): equal values in different forms.
 EQUIVALENT = [
