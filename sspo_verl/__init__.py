@@ -7,7 +7,7 @@ Layers (each imports only what is listed above it):
     sspo_verl.cpu        the CPU backend (platform, FSDP on CPU, ``hf`` and vLLM rollouts, three patches); active
                          only with ``VERL_PLATFORM=cpu``; imports verl, torch and ``patching``
     sspo_verl.adapter    what verl loads in every process (``verl.plugins`` entry point): ``loss_mode=sspo``,
-                         ``adv_estimator=sspo``, the config dataclass, two patches; imports verl, ``core``,
+                         ``adv_estimator=sspo``, the config dataclass, four patches; imports verl, ``core``,
                          ``patching``, and activates ``cpu`` on CPU runs
     drivers              ``sspo-train`` (``train``, ``preflight``: import verl), ``sspo-data``, the math reward,
                          ``sspo-eval``, ``sspo-report``, the demo (``data``, ``reward``, ``eval``, ``report``,

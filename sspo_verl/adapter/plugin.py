@@ -3,8 +3,9 @@
 verl imports this module in every process that imports verl — the driver, the TaskRunner, every Ray worker —
 so that ``loss_mode=sspo`` and ``adv_estimator=sspo`` are registered, and the adapter's patches (micro-batch
 context, diagnostics, the ``sspo`` session path, SSPO's entropy reference μ; :mod:`sspo_verl.patching`) are
-installed before any worker builds its loss or the trainer computes its first advantages. With ``VERL_PLATFORM=cpu`` it also activates the CPU backend (:mod:`sspo_verl.cpu`); on any other
-platform the CPU backend is never imported.
+installed before any worker builds its loss or the trainer computes its first advantages. With
+``VERL_PLATFORM=cpu`` it also activates the CPU backend (:mod:`sspo_verl.cpu`); on any other platform the CPU
+backend is never imported.
 
 verl swallows entry-point errors at DEBUG level, so a failure here is logged at ERROR level before it is
 re-raised; :func:`ensure_registered` is the loud check callers run before training starts.
