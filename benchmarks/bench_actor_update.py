@@ -195,7 +195,8 @@ def peak_memory(variant: str, args) -> int:
     cmd = [sys.executable, __file__, "--child", variant, "--model-dir", args.model_dir, "--responses",
            str(args.responses), "--prompt-len", str(args.prompt_len), "--response-len", str(args.response_len),
            "--token-budget", str(args.token_budget), "--threads", str(args.threads)]
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    # its own rendezvous port: this process still holds the one it put in MASTER_PORT
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MASTER_PORT=str(_free_port()))
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
