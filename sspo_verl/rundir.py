@@ -11,7 +11,9 @@ metrics were made. Before a rerun hands over to verl (:func:`prepare_attempt`):
   checkpoint to resume): everything the earlier attempt left — checkpoints, metric logs, TensorBoard files,
   its config record — moves to ``superseded/<YYYYmmdd-HHMMSS>/``; nothing is overwritten or deleted;
 * an attempt that resumes with the same training config: the metric log moves to the next ``metrics.<n>.jsonl``
-  (verl truncates its file; :mod:`sspo_verl.report.parts`), checkpoints and the record stay.
+  (verl truncates its file; :mod:`sspo_verl.report.parts`), checkpoints and the record stay;
+* the same, for a run that already reached its last step (``finished``): nothing moves, and the caller trains
+  nothing (verl 0.9.1 would train one step past ``trainer.total_training_steps`` and save it).
 
 An "earlier attempt" is a checkpoint (``global_step_*``) or a non-empty metric log in the run dir; a record alone
 (a dry run, or a run that died before its first step) is replaced.
@@ -136,6 +138,7 @@ def prepare_attempt(
     metrics_path: Optional[str] = None,
     tensorboard_dir: Optional[str] = None,
     on_config_change: str = "refuse",
+    finished: bool = False,
     dry_run: bool = False,
     now: Optional[datetime.datetime] = None,
 ) -> tuple[bool, list[tuple[str, str]]]:
@@ -149,6 +152,8 @@ def prepare_attempt(
         metrics_path: where verl's file logger writes (None: file logger off).
         tensorboard_dir: the TensorBoard directory (None: off).
         on_config_change: ``refuse`` or ``new_attempt``.
+        finished: the checkpoint verl would resume from is at or past the run's last step: a resume with the
+            same training config moves nothing (``(False, [])``; the caller does not train).
         dry_run: check only: refuse as a real attempt would, move nothing, write nothing.
         now: the ``superseded/`` time stamp (tests).
 
@@ -173,6 +178,8 @@ def prepare_attempt(
     if dry_run:
         return not earlier, []  # an earlier attempt's record stays as it is
     if resumes and not diff:
+        if finished:
+            return False, []
         return False, prepare_logs(metrics_path, True) if metrics_path else []
     old = [checkpoint_dir] if _checkpoints(checkpoint_dir) else []  # with verl's latest-step tracker
     if metrics_path:

@@ -19,7 +19,8 @@ when the attempt starts the run
 → the attempt checked against the run dir (:mod:`sspo_verl.rundir`): a rerun whose training config differs from
 the one the run started with is refused (exit 2, the differing keys listed); an attempt that starts over moves the
 earlier attempt's checkpoints and logs to ``superseded/``; one that resumes renames the earlier log to
-``metrics.<n>.jsonl`` (verl truncates it) and keeps ``resolved_config.yaml``, the record
+``metrics.<n>.jsonl`` (verl truncates it) and keeps ``resolved_config.yaml``, the record; a rerun of a finished run
+(its checkpoint at ``trainer.total_training_steps``) trains nothing and exits 0 before Ray starts
 → verl's own entry point ``verl.trainer.main_ppo.main(config)`` (device detection, ``validate_config``,
 ``run_ppo``) → ``ray.shutdown()`` if this job started Ray, so the next job of a multirun starts clean.
 
@@ -191,19 +192,35 @@ def _logger_env(config: DictConfig, key: str) -> Optional[str]:
     return str(value) if value else None
 
 
-def _resumes(config: DictConfig) -> bool:
-    """Whether verl will load a checkpoint (its own rule: ``resume_mode`` and the latest-checkpoint tracker)."""
+def _resume_from(config: DictConfig) -> Optional[str]:
+    """The checkpoint (``.../global_step_<n>``) verl will load, by its own rule (``resume_mode``, the
+    latest-checkpoint tracker, ``resume_from_path``); None when it starts from scratch."""
     mode = str(config.trainer.get("resume_mode", "auto"))
     if mode == "disable":
-        return False
+        return None
     if mode == "resume_path":
-        return True
+        return str(config.trainer.get("resume_from_path"))
     from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
-    return find_latest_ckpt_path(os.path.abspath(str(config.trainer.default_local_dir))) is not None
+    return find_latest_ckpt_path(os.path.abspath(str(config.trainer.default_local_dir)))
 
 
-def _prepare_attempt(config: DictConfig, run_dir: str, logger_backends: list, dry_run: bool) -> bool:
+def _finished_at(config: DictConfig) -> Optional[int]:
+    """The step of the checkpoint verl would resume from when it is at or past ``trainer.total_training_steps``
+    (the run is finished), else None. verl 0.9.1's loop counts on from the loaded step and ends only after a
+    step, so resuming a finished run would train (and save) one step past the end, each time it is rerun.
+    With ``total_training_steps`` unset (epochs × batches) verl's epoch loop is empty then: not checked here."""
+    total = config.trainer.get("total_training_steps")
+    path = _resume_from(config)
+    if total is None or path is None:
+        return None
+    step = os.path.basename(os.path.normpath(path)).rsplit("global_step_", 1)[-1]
+    return int(step) if step.isdigit() and int(step) >= int(total) else None
+
+
+def _prepare_attempt(
+    config: DictConfig, run_dir: str, logger_backends: list, dry_run: bool, *, finished: bool = False
+) -> bool:
     """Check this attempt against the run dir's record and make room for it (:mod:`sspo_verl.rundir`); returns
     whether the run dir's record is to be (re)written, i.e. the attempt starts a run there."""
     from sspo_verl.rundir import RerunRefused, prepare_attempt
@@ -215,10 +232,11 @@ def _prepare_attempt(config: DictConfig, run_dir: str, logger_backends: list, dr
             run_dir,
             OmegaConf.to_container(config, resolve=True),
             checkpoint_dir=os.path.abspath(str(config.trainer.default_local_dir)),
-            resumes=_resumes(config),
+            resumes=_resume_from(config) is not None,
             metrics_path=metrics_path,
             tensorboard_dir=tensorboard_dir,
             on_config_change=str(config.get("on_config_change", "refuse")),
+            finished=finished,
             dry_run=dry_run,
         )
     except (RerunRefused, ValueError) as exc:
@@ -264,13 +282,24 @@ def run(config: DictConfig) -> Optional[DictConfig]:
         _worker_env(config, _TENSORBOARD_ENV, os.path.join(run_dir, "tensorboard"))
     OmegaConf.resolve(config)  # here, where the sspo.* and hydra: resolvers exist; verl's workers never see them
     os.makedirs(run_dir, exist_ok=True)
-    if _prepare_attempt(config, run_dir, logger_backends, dry_run):
+    finished_at = _finished_at(config)
+    starts = _prepare_attempt(config, run_dir, logger_backends, dry_run, finished=finished_at is not None)
+    if starts:
         OmegaConf.save(config, os.path.join(run_dir, "resolved_config.yaml"))  # the config this run started with
     logger.info("sspo-train: %s", _summary(config, run_dir))
+    finished = finished_at is not None and not starts
+    if finished:
+        logger.info(
+            "sspo-train: %s is finished: its checkpoint global_step_%d is at trainer.total_training_steps=%s. "
+            "Nothing to train; nothing changed. To train on, raise trainer.total_training_steps; for another run, "
+            "give it another trainer.experiment_name.", run_dir, finished_at, config.trainer.total_training_steps,
+        )
     if dry_run:
         print(OmegaConf.to_yaml(config), end="")
-        print(f"sspo-train dry run: {_summary(config, run_dir)}")
+        print(f"sspo-train dry run: {_summary(config, run_dir)}{' (finished: nothing to train)' if finished else ''}")
         return config
+    if finished:
+        return None
 
     import ray
     from verl.trainer.main_ppo import main as verl_main  # after the CPU backend's environment is in place

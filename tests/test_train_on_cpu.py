@@ -253,3 +253,26 @@ def test_cli_refuses_a_rerun_with_a_changed_training_config(dirs, monkeypatch, c
                            "on_config_change=new_attempt", "dry_run=true", NO_CLUSTER)
     assert code == 0, err
     assert (run_dir / "checkpoints" / "global_step_1").is_dir()  # a dry run moves nothing
+
+
+def test_a_rerun_of_a_finished_run_trains_nothing_and_changes_nothing(dirs, verl_entry, caplog):
+    """verl 0.9.1 resuming from the last step's checkpoint would train and save one step past the end on every
+    rerun; sspo-train hands nothing to verl then. A longer schedule resumes; a new attempt starts over."""
+    _, out = dirs
+    base = ["algorithm=grpo", "trainer.total_training_steps=3", NO_CLUSTER]
+    train.run(compose([*base, "dry_run=true"]))  # the run's record
+    run_dir = out / "sspo" / "grpo-qwen2.5-math-1.5b-seed42"
+    (run_dir / "checkpoints" / "global_step_3").mkdir(parents=True)
+    (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("3")
+    (run_dir / "metrics.jsonl").write_text('{"step": 3}\n')
+    before = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*"))
+    with caplog.at_level("INFO", logger="sspo_verl.train"):
+        assert train.run(compose(base)) is None
+    assert verl_entry == []
+    assert sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")) == before
+    assert "is finished: its checkpoint global_step_3 is at trainer.total_training_steps=3" in caplog.text
+    train.run(compose(["algorithm=grpo", "trainer.total_training_steps=4", NO_CLUSTER]))  # a longer schedule
+    assert len(verl_entry) == 1 and (run_dir / "metrics.1.jsonl").is_file()  # resumed: the log kept as a part
+    train.run(compose([*base, "actor_rollout_ref.actor.optim.lr=2e-6", "on_config_change=new_attempt"]))
+    assert len(verl_entry) == 2 and not (run_dir / "checkpoints").exists()  # started over, old one moved aside
+    assert len(list((run_dir / "superseded").glob("*/checkpoints/global_step_3"))) == 1
