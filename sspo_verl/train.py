@@ -22,7 +22,9 @@ earlier attempt's checkpoints and logs to ``superseded/``; one that resumes rena
 ``metrics.<n>.jsonl`` (verl truncates it) and keeps ``resolved_config.yaml``, the record; a rerun of a finished run
 (its checkpoint at ``trainer.total_training_steps``) trains nothing and exits 0 before Ray starts
 → verl's own entry point ``verl.trainer.main_ppo.main(config)`` (device detection, ``validate_config``,
-``run_ppo``) → ``ray.shutdown()`` if this job started Ray, so the next job of a multirun starts clean.
+``run_ppo``) → if it ends early (a Ray worker died, SIGTERM, Ctrl-C) one line saying why and which checkpoint
+rerunning the same command resumes from → ``ray.shutdown()`` if this job started Ray, so the next job of a
+multirun starts clean.
 
 Public API:
     main()                        the console script
@@ -36,6 +38,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -218,6 +222,30 @@ def _finished_at(config: DictConfig) -> Optional[int]:
     return int(step) if step.isdigit() and int(step) >= int(total) else None
 
 
+def _ended_early(exc: BaseException, config: DictConfig) -> str:
+    """One line on why a run ended before its last step and where rerunning the same command goes on from."""
+    text = str(exc)
+    dead = re.search(r"class_name: (\S+)\s+actor_id: \S+\s+pid: (\d+)", text)
+    if dead:
+        why = f"the Ray worker {dead.group(1).rsplit('.', 1)[-1]} (pid {dead.group(2)}) died"
+    elif isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code > 128:  # _exit_on_sigterm
+        why = f"stopped by {signal.Signals(exc.code - 128).name}"
+    elif isinstance(exc, KeyboardInterrupt):
+        why = "interrupted"
+    else:
+        why = f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
+    mode = str(config.trainer.get("resume_mode", "auto"))
+    checkpoint = _resume_from(config)
+    if mode == "auto":
+        then = (f"rerunning the same command resumes from {checkpoint}" if checkpoint else
+                f"no checkpoint written yet (trainer.save_freq={config.trainer.get('save_freq')}): a rerun starts over")
+    elif mode == "disable":
+        then = "with trainer.resume_mode=disable a rerun starts over (this attempt moves to superseded/)"
+    else:
+        then = f"a rerun resumes from {checkpoint} again (trainer.resume_mode=auto: from the latest checkpoint)"
+    return f"the run ended early: {why}; {then}."
+
+
 def _prepare_attempt(
     config: DictConfig, run_dir: str, logger_backends: list, dry_run: bool, *, finished: bool = False
 ) -> bool:
@@ -307,6 +335,12 @@ def run(config: DictConfig) -> Optional[DictConfig]:
     started_ray = not ray.is_initialized()
     try:
         verl_main(config)  # hydra.main passes a given config straight to verl's task function
+    except BaseException as exc:  # a dead worker, SIGTERM's SystemExit, Ctrl-C: say where a rerun goes on from
+        try:
+            logger.error("sspo-train: %s", _ended_early(exc, config))
+        except Exception:  # noqa: BLE001 -- the note must never hide the run's own error
+            pass
+        raise
     finally:
         if started_ray and ray.is_initialized():
             ray.shutdown()
@@ -339,8 +373,6 @@ def _exit_on_sigterm(signum, _frame) -> None:
 
 def main() -> None:
     """``sspo-train``: a Hydra application (all of Hydra's flags work: ``-m``, ``--cfg``, ``--info``, ...)."""
-    import signal
-
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.argv = [sys.argv[0], *_with_resolve(sys.argv[1:])]
     _hydra_app()

@@ -276,3 +276,28 @@ def test_a_rerun_of_a_finished_run_trains_nothing_and_changes_nothing(dirs, verl
     train.run(compose([*base, "actor_rollout_ref.actor.optim.lr=2e-6", "on_config_change=new_attempt"]))
     assert len(verl_entry) == 2 and not (run_dir / "checkpoints").exists()  # started over, old one moved aside
     assert len(list((run_dir / "superseded").glob("*/checkpoints/global_step_3"))) == 1
+
+
+def test_a_run_that_ends_early_says_where_a_rerun_resumes(dirs, monkeypatch, caplog):
+    """verl's trainer ending by an exception (here Ctrl-C, and SIGTERM's exit): the error goes on up, after one
+    line naming the cause and the checkpoint the same command resumes from (the dead-worker case on a real Ray
+    worker: tests/test_train_faults_on_cpu.py)."""
+    import verl.trainer.main_ppo as main_ppo
+
+    _, out = dirs
+    base = ["algorithm=grpo", "trainer.total_training_steps=3", NO_CLUSTER]
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(main_ppo, "main", interrupted)
+    with caplog.at_level("ERROR", logger="sspo_verl.train"), pytest.raises(KeyboardInterrupt):
+        train.run(compose(base))
+    assert "the run ended early: interrupted; no checkpoint written yet (trainer.save_freq=" in caplog.text
+    ckpt = out / "sspo" / "grpo-qwen2.5-math-1.5b-seed42" / "checkpoints"
+    (ckpt / "global_step_2").mkdir(parents=True)
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("2")
+    monkeypatch.setattr(main_ppo, "main", lambda config: train._exit_on_sigterm(15, None))
+    with caplog.at_level("ERROR", logger="sspo_verl.train"), pytest.raises(SystemExit):
+        train.run(compose(base))
+    assert f"stopped by SIGTERM; rerunning the same command resumes from {ckpt / 'global_step_2'}." in caplog.text
