@@ -15,6 +15,11 @@ It never hangs and never leaves processes behind: every process of the run (the 
 which Ray starts outside the driver's process group) carries ``SSPO_JOB_TAG=<unique id>`` in its environment;
 on a bound they get SIGTERM, then SIGKILL after a grace period. The same tag finds them for the memory samples.
 Once they are gone, the ``/dev/shm`` segments the run left behind are removed (``sspo_verl.cpu.shm``).
+
+A metric log already in the run directory belongs to an earlier attempt and is kept: ``sspo-train`` moves it aside
+(``metrics.<n>.jsonl`` when the attempt resumes, ``superseded/`` when it starts over; :mod:`sspo_verl.rundir`)
+before verl writes a new ``metrics.jsonl``, and :func:`run_job` follows only that new file (another inode), so a
+rerun's records are its own and the earlier attempt's steps stay in the run's history.
 """
 
 from __future__ import annotations
@@ -78,12 +83,27 @@ def sspo_train_command(overrides: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "sspo_verl.train", *overrides]
 
 
-def read_metrics(path: str) -> list[dict]:
-    """All complete records of a verl file-logger JSONL file (a partly written last line is skipped)."""
-    if not os.path.exists(path):
+def _file_id(path: str) -> Optional[tuple[int, int]]:
+    """(device, inode) of a non-empty file, else None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if st.st_size > 0 else None
+
+
+def read_metrics(path: str, skip: Optional[tuple[int, int]] = None) -> list[dict]:
+    """All complete records of a verl file-logger JSONL file (a partly written last line is skipped); none while
+    ``path`` is still the file ``skip`` names (``(device, inode)``: an earlier attempt's log)."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
         return []
     records = []
-    with open(path, "rb") as fh:
+    with fh:
+        st = os.fstat(fh.fileno())
+        if skip is not None and (st.st_dev, st.st_ino) == skip:
+            return []
         for line in fh:
             if line.endswith(b"\n"):
                 records.append(json.loads(line))
@@ -220,8 +240,7 @@ def run_job(
     os.makedirs(run_dir, exist_ok=True)
     tag = f"{name}-{uuid.uuid4().hex[:12]}"
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
-    if os.path.exists(metrics_path):
-        os.remove(metrics_path)
+    earlier_log = _file_id(metrics_path)  # an earlier attempt's log: kept, not followed (module docstring)
     console_log = os.path.join(run_dir, "console.log")
     full_env = {**os.environ, **(env or {}), _TAG: tag}
     full_env.pop("VERL_FILE_LOGGER_PATH", None)  # sspo-train points the file logger at <run dir>/metrics.jsonl
@@ -237,7 +256,7 @@ def run_job(
         try:
             while True:
                 returncode = proc.poll()
-                records = read_metrics(metrics_path)
+                records = read_metrics(metrics_path, skip=earlier_log)
                 now = time.monotonic()
                 for record in records[seen:]:
                     if startup_s is None:
@@ -278,7 +297,7 @@ def run_job(
             _end_run(proc, tag, grace_s=20.0 if proc.poll() is None else 5.0)
             _remove_leaked_shm(started_at)
     returncode = proc.returncode if error is None else None
-    records = read_metrics(metrics_path)
+    records = read_metrics(metrics_path, skip=earlier_log)
     if error is None and returncode != 0:
         error = f"{name}: sspo-train exited with status {returncode}."
     if error is not None:

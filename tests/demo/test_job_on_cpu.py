@@ -14,12 +14,18 @@ import pytest
 
 from sspo_verl.demo import job
 
-# A stand-in for `sspo-train`: starts a child in its own session (as Ray starts its workers), writes `steps`
-# metric records, then exits or sleeps.
+# A stand-in for `sspo-train`: moves an earlier attempt's metric log aside as sspo-train does when it resumes
+# (unless it refuses the rerun: exit 2, nothing touched), starts a child in its own session (as Ray starts its
+# workers), writes `steps` metric records, then exits or sleeps.
 _FAKE = textwrap.dedent(
     """
     import json, os, subprocess, sys, time
     run_dir, steps, then = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    log = os.path.join(run_dir, "metrics.jsonl")
+    if then == "refuse":
+        sys.exit(2)
+    if os.path.exists(log):
+        os.replace(log, os.path.join(run_dir, "metrics.1.jsonl"))
     # like a Ray worker: a child in its own session, outside the run's process group
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
     open(os.path.join(run_dir, "child.pid"), "w").write(str(child.pid))
@@ -89,6 +95,26 @@ def test_a_failing_run_reports_its_status_and_log(fake_trainer):
     args = fake_trainer(1, "fail")
     result = job.run_job("bad", args, args[0], poll_s=0.1)
     assert not result.ok and "exited with status 3" in result.error and "console.log" in result.error
+
+
+def test_an_earlier_attempts_log_is_kept_and_not_taken_for_the_rerun(fake_trainer):
+    args = fake_trainer(2, "exit0")
+    os.makedirs(args[0])
+    earlier = json.dumps({"step": 7, "data": {"critic/score/mean": 7}}) + "\n"
+    with open(os.path.join(args[0], "metrics.jsonl"), "w") as fh:
+        fh.write(earlier)
+    result = job.run_job("rerun", args, args[0], poll_s=0.1)
+    assert result.ok, result.error
+    assert [r["step"] for r in result.records] == [1, 2]  # only the new attempt's records
+    with open(os.path.join(args[0], "metrics.1.jsonl")) as fh:
+        assert fh.read() == earlier  # moved aside by the trainer, not deleted by run_job
+
+    args[1:] = ["0", "refuse"]  # a refused rerun writes nothing: the earlier log is neither read nor touched
+    os.replace(os.path.join(args[0], "metrics.1.jsonl"), os.path.join(args[0], "metrics.jsonl"))
+    result = job.run_job("refused", args, args[0], poll_s=0.1)
+    assert result.returncode == 2 and result.records == []
+    with open(os.path.join(args[0], "metrics.jsonl")) as fh:
+        assert fh.read() == earlier
 
 
 def test_read_metrics_skips_a_partial_last_line(tmp_path):
