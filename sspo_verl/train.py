@@ -36,11 +36,13 @@ Public API:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
@@ -59,6 +61,7 @@ if logger.level == logging.NOTSET:
 CONFIG_NAME = "sspo_trainer"
 EXIT_PREFLIGHT = 2
 _FILE_LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
+_stop_signal: Optional[int] = None  # the signal that stopped this run (set by _exit_on_sigterm)
 _TENSORBOARD_ENV = "TENSORBOARD_DIR"
 # Run directories used by earlier jobs of the current sweep (a multirun): two jobs must never share one.
 _RUN_DIRS: set[str] = set()
@@ -228,8 +231,8 @@ def _ended_early(exc: BaseException, config: DictConfig) -> str:
     dead = re.search(r"class_name: (\S+)\s+actor_id: \S+\s+pid: (\d+)", text)
     if dead:
         why = f"the Ray worker {dead.group(1).rsplit('.', 1)[-1]} (pid {dead.group(2)}) died"
-    elif isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code > 128:  # _exit_on_sigterm
-        why = f"stopped by {signal.Signals(exc.code - 128).name}"
+    elif _stop_signal is not None:  # _exit_on_sigterm (Ray turns its SystemExit into SystemExit(1) in ray.get)
+        why = f"stopped by {signal.Signals(_stop_signal).name}"
     elif isinstance(exc, KeyboardInterrupt):
         why = "interrupted"
     else:
@@ -332,19 +335,45 @@ def run(config: DictConfig) -> Optional[DictConfig]:
     import ray
     from verl.trainer.main_ppo import main as verl_main  # after the CPU backend's environment is in place
 
+    global _stop_signal
+    _stop_signal = None
     started_ray = not ray.is_initialized()
     try:
-        verl_main(config)  # hydra.main passes a given config straight to verl's task function
+        with _sigterm_kept_over(ray):
+            verl_main(config)  # hydra.main passes a given config straight to verl's task function
     except BaseException as exc:  # a dead worker, SIGTERM's SystemExit, Ctrl-C: say where a rerun goes on from
         try:
             logger.error("sspo-train: %s", _ended_early(exc, config))
         except Exception:  # noqa: BLE001 -- the note must never hide the run's own error
             pass
+        if _stop_signal is not None:
+            raise SystemExit(128 + _stop_signal) from exc  # the shell's convention, whatever Ray made of it
         raise
     finally:
         if started_ray and ray.is_initialized():
             ray.shutdown()
     return None
+
+
+@contextlib.contextmanager
+def _sigterm_kept_over(ray_module):
+    """Keep this process's SIGTERM handler across ``ray.init``: Ray's replaces it in the driver (``sys.exit(15)``,
+    which no ``finally`` could tell from any other exit), and verl calls ``ray.init`` inside ``verl_main``."""
+    real_init = ray_module.init
+
+    def init(*args, **kwargs):
+        handler = signal.getsignal(signal.SIGTERM)
+        try:
+            return real_init(*args, **kwargs)
+        finally:
+            if threading.current_thread() is threading.main_thread() and handler is not None:
+                signal.signal(signal.SIGTERM, handler)
+
+    ray_module.init = init
+    try:
+        yield
+    finally:
+        ray_module.init = real_init
 
 
 @hydra.main(config_path=config_dir(), config_name=CONFIG_NAME, version_base=None)
@@ -366,8 +395,11 @@ def _with_resolve(argv: list[str]) -> list[str]:
 
 def _exit_on_sigterm(signum, _frame) -> None:
     """SIGTERM (Slurm's preemption, ``kill``, a job scheduler) ends sspo-train like Ctrl-C: ``SystemExit`` unwinds
-    through :func:`run`'s ``finally``, which shuts down the Ray this job started (its workers with it). verl writes
-    a checkpoint step before it moves its tracker to it, so a rerun resumes from the last complete one."""
+    through :func:`run`'s ``finally``, which shuts down the Ray this job started (its workers with it), and the
+    process exits with 128 + the signal. verl writes a checkpoint step before it moves its tracker to it, so a rerun
+    resumes from the last complete one."""
+    global _stop_signal
+    _stop_signal = signum
     raise SystemExit(128 + signum)
 
 
@@ -375,7 +407,17 @@ def main() -> None:
     """``sspo-train``: a Hydra application (all of Hydra's flags work: ``-m``, ``--cfg``, ``--info``, ...)."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.argv = [sys.argv[0], *_with_resolve(sys.argv[1:])]
-    _hydra_app()
+    try:
+        _hydra_app()
+    except SystemExit as exc:
+        if _stop_signal is None:
+            raise
+        # Stopped by a signal, Ray already shut down (run's finally): exit now with 128 + the signal, without the
+        # interpreter's teardown, where threads Ray's core worker left may abort the process (exit -6 seen).
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.code if isinstance(exc.code, int) else 128 + _stop_signal)
 
 
 if __name__ == "__main__":
