@@ -24,7 +24,8 @@ earlier attempt's checkpoints and logs to ``superseded/``; one that resumes rena
 → verl's own entry point ``verl.trainer.main_ppo.main(config)`` (device detection, ``validate_config``,
 ``run_ppo``) → if it ends early (a Ray worker died, SIGTERM, Ctrl-C) one line saying why and which checkpoint
 rerunning the same command resumes from → ``ray.shutdown()`` if this job started Ray, so the next job of a
-multirun starts clean.
+multirun starts clean, and on CPU the ``/dev/shm`` segments the run's vLLM engine and weight sync left
+(:func:`sspo_verl.cpu.shm.remove_after_run`).
 
 Public API:
     main()                        the console script
@@ -43,6 +44,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
@@ -337,7 +339,7 @@ def run(config: DictConfig) -> Optional[DictConfig]:
 
     global _stop_signal
     _stop_signal = None
-    started_ray = not ray.is_initialized()
+    started_ray, started_at = not ray.is_initialized(), time.time()
     try:
         with _sigterm_kept_over(ray):
             verl_main(config)  # hydra.main passes a given config straight to verl's task function
@@ -352,6 +354,10 @@ def run(config: DictConfig) -> Optional[DictConfig]:
     finally:
         if started_ray and ray.is_initialized():
             ray.shutdown()
+        if started_ray and os.environ.get("VERL_PLATFORM") == "cpu":
+            from sspo_verl.cpu import shm
+
+            shm.remove_after_run(started_at)  # what the run's vLLM engine and weight sync left in /dev/shm
     return None
 
 

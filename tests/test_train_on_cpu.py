@@ -301,3 +301,32 @@ def test_a_run_that_ends_early_says_where_a_rerun_resumes(dirs, monkeypatch, cap
     with caplog.at_level("ERROR", logger="sspo_verl.train"), pytest.raises(SystemExit):
         train.run(compose(base))
     assert f"stopped by SIGTERM; rerunning the same command resumes from {ckpt / 'global_step_2'}." in caplog.text
+
+
+def test_a_cpu_run_removes_the_shared_memory_it_left_and_nothing_else(dirs, monkeypatch, tmp_path):
+    """vLLM's queues and verl's weight bucket stay in /dev/shm when Ray ends the rollout with a signal: sspo-train
+    removes them after its Ray is shut down, also when the run fails, but never a segment something still holds."""
+    import verl.trainer.main_ppo as main_ppo
+
+    from sspo_verl.cpu import shm
+
+    shm_dir = tmp_path / "shm"
+    shm_dir.mkdir()
+    monkeypatch.setattr(shm, "SHM_DIR", str(shm_dir))
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")
+    held = open(shm_dir / "psm_held", "wb")  # a live creator holds its segment open
+
+    def leaves_segments(config):
+        (shm_dir / "psm_left").write_bytes(b"q")
+        (shm_dir / "verl_weights_left").write_bytes(b"\0" * 64)
+        held.write(b"x")
+        held.flush()
+        raise RuntimeError("the rollout died")
+
+    monkeypatch.setattr(main_ppo, "main", leaves_segments)
+    try:
+        with pytest.raises(RuntimeError, match="the rollout died"):
+            train.run(compose(["algorithm=grpo", NO_CLUSTER]))
+        assert sorted(p.name for p in shm_dir.iterdir()) == ["psm_held"]
+    finally:
+        held.close()

@@ -10,7 +10,8 @@ never reaches its cleanup), so they stay behind. Left alone they accumulate, and
 :func:`remove_leaked` removes the segments that changed since a given time and that no process holds (neither
 mapped nor open: a creator holds its segment open from the moment it creates it) and that nobody wrote to for a
 few seconds (a creator between closing and unlinking its segment has just written it): a segment in use by any
-run on this machine is never touched. ``sspo_verl.demo.job.run_job`` calls it after every run it starts.
+run on this machine is never touched. :func:`remove_after_run` is what a run's owner calls once the run has
+ended: ``sspo-train`` after its Ray is shut down, ``sspo_verl.demo.job.run_job`` after every run it starts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import time
 from collections.abc import Iterable
 
-__all__ = ["MIN_IDLE_S", "SEGMENT_PREFIXES", "leaked_segments", "remove_leaked"]
+__all__ = ["MIN_IDLE_S", "SEGMENT_PREFIXES", "leaked_segments", "remove_after_run", "remove_leaked"]
 
 logger = logging.getLogger("sspo_verl.cpu")
 
@@ -53,19 +54,25 @@ def _held_paths(paths: set[str]) -> set[str]:
     return held
 
 
-def leaked_segments(since: float, shm_dir: str | None = None, prefixes: Iterable[str] = SEGMENT_PREFIXES) -> list[str]:
-    """Segments named with ``prefixes`` that changed at or after ``since`` (epoch seconds) and nothing holds."""
-    shm_dir = SHM_DIR if shm_dir is None else shm_dir
-    now = time.time()
-    candidates = set()
+def _changed_since(since: float, shm_dir: str, prefixes: Iterable[str]) -> dict[str, float]:
+    """{path: change time} of the segments named with ``prefixes`` that changed at or after ``since``."""
+    changed = {}
     for prefix in prefixes:
         for path in glob.glob(os.path.join(shm_dir, f"{prefix}*")):
             try:
-                changed = os.stat(path).st_ctime
+                ctime = os.stat(path).st_ctime
             except OSError:
                 continue
-            if changed >= since and now - changed >= MIN_IDLE_S:
-                candidates.add(path)
+            if ctime >= since:
+                changed[path] = ctime
+    return changed
+
+
+def leaked_segments(since: float, shm_dir: str | None = None, prefixes: Iterable[str] = SEGMENT_PREFIXES) -> list[str]:
+    """Segments named with ``prefixes`` that changed at or after ``since`` (epoch seconds) and nothing holds."""
+    now = time.time()
+    changed = _changed_since(since, SHM_DIR if shm_dir is None else shm_dir, prefixes)
+    candidates = {path for path, ctime in changed.items() if now - ctime >= MIN_IDLE_S}
     return sorted(candidates - _held_paths(candidates)) if candidates else []
 
 
@@ -82,3 +89,12 @@ def remove_leaked(since: float, shm_dir: str | None = None) -> list[str]:
         logger.info("sspo_verl.cpu: removed %d shared-memory segment(s) left by the run: %s", len(removed),
                     ", ".join(os.path.basename(p) for p in removed))
     return removed
+
+
+def remove_after_run(since: float, shm_dir: str | None = None) -> list[str]:
+    """For a run that started at ``since`` and has ended: wait until its last writes are ``MIN_IDLE_S`` old (only
+    if it left any segment), then :func:`remove_leaked`."""
+    if not _changed_since(since, SHM_DIR if shm_dir is None else shm_dir, SEGMENT_PREFIXES):
+        return []
+    time.sleep(MIN_IDLE_S)
+    return remove_leaked(since, shm_dir)

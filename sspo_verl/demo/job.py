@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
+from sspo_verl.cpu import shm
+
 __all__ = ["JobResult", "read_metrics", "run_job", "sspo_train_command"]
 
 
@@ -198,14 +200,6 @@ def _end_run(proc: subprocess.Popen, tag: str, grace_s: float = 20.0) -> None:
             time.sleep(0.5)
 
 
-def _remove_leaked_shm(since: float) -> None:
-    """Remove the /dev/shm segments the run left (vLLM's queues, verl's weight bucket) once nothing holds them."""
-    from sspo_verl.cpu import shm
-
-    time.sleep(shm.MIN_IDLE_S)  # the run's last writes must be that old before a segment counts as left behind
-    shm.remove_leaked(since)
-
-
 def run_job(
     name: str,
     overrides: Sequence[str],
@@ -295,7 +289,7 @@ def run_job(
         finally:
             # on a bound: end everything; after a normal exit: make sure no Ray process of the run lingers
             _end_run(proc, tag, grace_s=20.0 if proc.poll() is None else 5.0)
-            _remove_leaked_shm(started_at)
+            shm.remove_after_run(started_at)  # vLLM's queues, verl's weight bucket
     returncode = proc.returncode if error is None else None
     records = read_metrics(metrics_path, skip=earlier_log)
     if error is None and returncode != 0:

@@ -38,3 +38,16 @@ def test_a_mapped_segment_is_held():
     finally:
         seg.close()
         seg.unlink()
+
+
+def test_after_a_run_that_left_nothing_there_is_no_wait(tmp_path, monkeypatch):
+    monkeypatch.setattr(shm, "SHM_DIR", str(tmp_path))
+    (tmp_path / "psm_other_run").write_bytes(b"x")
+    start = time.monotonic()
+    assert shm.remove_after_run(time.time() + 1) == []  # nothing changed since the run started
+    assert time.monotonic() - start < shm.MIN_IDLE_S / 2
+    assert (tmp_path / "psm_other_run").exists()
+    time.sleep(0.05)  # the other run's segment changed (ctime) before this run started
+    since = time.time()
+    (tmp_path / "verl_weights_x").write_bytes(b"\0" * 64)
+    assert shm.remove_after_run(since) == [str(tmp_path / "verl_weights_x")]  # waited until it was idle
