@@ -91,8 +91,10 @@ def test_a_reward_function_name_that_the_module_does_not_define_is_refused(data_
     assert "'other' is not defined" in msg and str(reward) in msg
 
 
-def test_an_output_dir_that_is_a_file_or_unwritable_is_refused(data_dir, tmp_path):
+def test_an_output_dir_that_is_a_file_or_unwritable_is_refused(data_dir, tmp_path, monkeypatch):
     import os
+
+    from sspo_verl.preflight import files
 
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -103,8 +105,9 @@ def test_an_output_dir_that_is_a_file_or_unwritable_is_refused(data_dir, tmp_pat
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        if os.access(locked, os.W_OK):  # root ignores permission bits: nothing to check here then
-            return
+        if os.access(locked, os.W_OK):  # root ignores permission bits: answer as they say, for this directory only
+            real_access = os.access
+            monkeypatch.setattr(files.os, "access", lambda p, mode: False if p == str(locked) else real_access(p, mode))
         _, report = check([f"output_dir={locked}/runs"])
         assert any("output_dir=" in m and "not writable" in m for m in messages(report, "files", "error"))
     finally:
