@@ -101,11 +101,6 @@ def _checkpoints(run_dir):
         return steps, int(f.read().strip())
 
 
-# Hydra's record of the latest launch (its command line, rewritten by every launch) and its log of sspo-train's
-# messages (appended): what a rerun may change in the run dir. Everything else must stay byte for byte.
-LAUNCH_RECORDS = (".hydra/", "train.log")
-
-
 def _snapshot(run_dir):
     """{path: (sha256, mtime_ns)} of every file under the run dir."""
     out = {}
@@ -119,9 +114,12 @@ def _snapshot(run_dir):
 
 
 def _changed(before, after):
-    """Paths added, removed or changed (content or mtime) between two snapshots, but Hydra's launch records."""
+    """Paths removed, changed (content or mtime) or added between two snapshots, but what a rerun may add: its own
+    launch record under .hydra/ (one directory per launch: Hydra's config and overrides) and lines of train.log
+    (Hydra's log of sspo-train's messages). Every file that was there before must stay byte for byte."""
     paths = set(before) | set(after)
-    return sorted(p for p in paths if before.get(p) != after.get(p) and not p.startswith(LAUNCH_RECORDS))
+    return sorted(p for p in paths if before.get(p) != after.get(p) and p != "train.log"
+                  and not (p not in before and p.startswith(".hydra/")))
 
 
 def _log(result: JobResult) -> str:

@@ -228,7 +228,8 @@ def test_non_editable_install_runs_from_another_directory(tmp_path, package_sour
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sspo-train dry run: algorithm=gspo loss_mode=gspo" in proc.stdout
     run_dir = tmp_path / "out" / "sspo" / "gspo-qwen2.5-math-1.5b-seed42"
-    hydra_yaml = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml")
+    (record,) = (run_dir / ".hydra").iterdir()  # this launch's record, in a directory of its own
+    hydra_yaml = OmegaConf.load(record / "hydra.yaml")
     sources = [s["path"] for s in hydra_yaml.hydra.runtime.config_sources if s["provider"] == "main"]
     assert sources == [str(target / "sspo_verl" / "hydra_configs")]
     assert not list(elsewhere.iterdir())  # nothing written into the working directory
@@ -249,6 +250,9 @@ def test_cli_refuses_a_rerun_with_a_changed_training_config(dirs, monkeypatch, c
     assert code == train.EXIT_PREFLIGHT and "Traceback" not in err
     assert "actor_rollout_ref.actor.optim.lr: 1e-06 -> 5e-06" in err and "on_config_change=new_attempt" in err
     assert OmegaConf.load(run_dir / "resolved_config.yaml").actor_rollout_ref.actor.optim.lr == 1e-6
+    first, refused = sorted((run_dir / ".hydra").iterdir())  # one launch record each; the first one as it was
+    assert "actor_rollout_ref.actor.optim.lr=5e-6" not in (first / "overrides.yaml").read_text()
+    assert "actor_rollout_ref.actor.optim.lr=5e-6" in (refused / "overrides.yaml").read_text()
     code, _, err = run_cli(monkeypatch, capsys, "algorithm=grpo", "actor_rollout_ref.actor.optim.lr=5e-6",
                            "on_config_change=new_attempt", "dry_run=true", NO_CLUSTER)
     assert code == 0, err
