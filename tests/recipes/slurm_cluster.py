@@ -101,6 +101,13 @@ def unavailable() -> str | None:
     return None
 
 
+def _shared_under_tmp() -> list[Path]:
+    """The checkout and this Python's environment, where they live under /tmp (outermost paths only)."""
+    paths = sorted({Path(__file__).resolve().parents[2], Path(sys.prefix).resolve()})
+    under = [p for p in paths if p.is_relative_to("/tmp") and p != Path("/tmp")]
+    return [p for p in under if not any(p != q and p.is_relative_to(q) for q in under)]
+
+
 @dataclass
 class Daemon:
     name: str
@@ -197,11 +204,16 @@ class SlurmCluster:
 
     def _in_node_namespaces(self, ns: str, hostname: str, argv: list[str], private_tmp: bool = False) -> list[str]:
         """argv run inside ``ns`` with its own hostname and mounts. ``nsenter --net``, not ``ip netns exec``
-        (which remounts /sys: slurmd then finds no /sys/fs/cgroup)."""
+        (which remounts /sys: slurmd then finds no /sys/fs/cgroup). With ``private_tmp`` the node's /tmp is its
+        own, but the checkout and this Python's environment stay visible where they live under /tmp (a clone in
+        /tmp: the jobs' working directory and their ``sspo-train``), as a shared home is on real nodes."""
         mounts = [f"mount --bind {self.base}/etc/hosts /etc/hosts"]
         if private_tmp:
-            mounts += [f"mount --bind {self.base}/nodes/{hostname}/tmp /tmp",
-                       "mount -t tmpfs -o mode=1777 shm /dev/shm"]
+            node_tmp = self.base / "nodes" / hostname / "tmp"
+            for path in _shared_under_tmp():
+                (node_tmp / path.relative_to("/tmp")).mkdir(parents=True, exist_ok=True)
+                mounts.append(f"mount --bind {path} {node_tmp / path.relative_to('/tmp')}")
+            mounts += [f"mount --rbind {node_tmp} /tmp", "mount -t tmpfs -o mode=1777 shm /dev/shm"]
         script = " && ".join([*mounts, f"hostname {hostname}", 'exec "$@"'])
         return ["nsenter", f"--net=/run/netns/{ns}", "unshare", "--uts", "--mount", "--propagation", "private",
                 "sh", "-c", script, "sh", *argv]
