@@ -142,8 +142,10 @@ def test_sspo_on_vllm_validates_checkpoints_resumes_and_syncs_weights(tiny_dir, 
     assert _steps(first) == [1, 2]
     _assert_finite(first, COMMON_METRICS + SSPO_METRICS)
     _assert_rollout_follows_the_actor(first)
-    # the update moved the policy by far more than the rollout lags behind it: a stale rollout would show
-    assert first.records[0]["data"]["actor/ppo_kl"] > MOVED_PPO_KL, first.records[0]["data"]
+    # the updates moved the policy by far more than the rollout lags behind it: a stale rollout would show.
+    # verl's actor/ppo_kl is the signed mean of log π_old − log π_θ (it came out −2.7e-3 at step 1 in one run)
+    moved = [abs(r["data"]["actor/ppo_kl"]) for r in first.records]
+    assert max(moved) > MOVED_PPO_KL, moved
     # validation at the last step: greedy generation through vLLM, scored by the task's reward
     val = {k: v for k, v in first.records[-1]["data"].items() if k.startswith("val-core/")}
     assert val and all(0.0 <= v <= 2.0 for v in val.values()), val
