@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+from rss import CHILD_ENV, peak_rss_growth  # benchmarks/rss.py (this script's directory)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
@@ -171,24 +173,13 @@ def check_metrics(variant: str, output) -> None:
                            f"{sorted(keys)}")
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
 
 def peak_memory_child(args) -> None:
     _single_process_env()
     worker, _ = build_worker(args.child, args.model_dir, args)
     update = update_fn(args.child, worker, args)
     update()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # VmHWM := VmRSS
-    base = _status_kib("VmRSS")
-    update()
-    print(json.dumps({"peak": max(0, _status_kib("VmHWM") - base) * 1024}))
+    print(json.dumps({"peak": peak_rss_growth(update)}))
 
 
 def peak_memory(variant: str, args) -> int:
@@ -196,7 +187,7 @@ def peak_memory(variant: str, args) -> int:
            str(args.responses), "--prompt-len", str(args.prompt_len), "--response-len", str(args.response_len),
            "--token-budget", str(args.token_budget), "--threads", str(args.threads)]
     # its own rendezvous port: this process still holds the one it put in MASTER_PORT
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MASTER_PORT=str(_free_port()))
+    env = dict(os.environ, **CHILD_ENV, MASTER_PORT=str(_free_port()))
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])

@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+from rss import CHILD_ENV, peak_rss_growth  # benchmarks/rss.py (this script's directory)
+
 import torch
 
 LOSSES = ("vanilla", "gspo", "sspo", "sspo_current", "sspo_noent")
@@ -142,25 +144,13 @@ def peak_memory_child(args) -> None:
     # CPU: every block >= 64 KiB is mmap'd and returned on free (MALLOC_MMAP_THRESHOLD_, set by the parent),
     # so resident memory follows live tensors; warm up once, reset the high-water mark, measure one step.
     step()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current RSS
-    base = _status_kib("VmRSS")
-    step()
-    print(json.dumps({"peak": max(0, _status_kib("VmHWM") - base) * 1024}))
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    print(json.dumps({"peak": peak_rss_growth(step)}))
 
 
 def peak_memory(loss: str, T: int, args) -> int:
     cmd = [sys.executable, __file__, "--child-loss", loss, "--child-T", str(T), "--B", str(args.B), "--device",
            args.device, "--tokenizer-dir", args.tokenizer_dir]
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    env = dict(os.environ, **CHILD_ENV)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
