@@ -34,6 +34,9 @@ Checks, in order (the ``check`` name of each finding; module):
     files           data.train_files / data.val_files / a local model path / the reward module missing → error
     cluster         trainer.nnodes × n_gpus_per_node against Slurm's allocation, a Ray cluster given by address
                     (queried in a subprocess with a timeout; Ray is not started), or the GPUs visible here
+    memory          the per-GPU memory estimate (model config.json, FSDP shards, AdamW, logits, activations, vLLM's
+                    share) logged; above the card (preflight.gpu_memory_gib or nvidia-smi's smallest GPU) → error
+                    naming the knobs; no card or no readable config.json → logged, not blocked (memory)
     verl            verl's own ``validate_config`` (verl.utils.config) on a copy of the config (validate)
 
 Thresholds are [ours]: ε below ``SEQUENCE_SCALE_EPS`` (0.01) counts as sequence scale (the GSPO paper uses

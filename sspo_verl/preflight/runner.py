@@ -9,7 +9,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from sspo_verl.preflight import algorithm, cluster, files, ranges, tokenizer, validate
+from sspo_verl.preflight import algorithm, cluster, files, memory, ranges, tokenizer, validate
 from sspo_verl.preflight.context import ClusterProbe, Context, GpuCounter, PreflightError, PreflightReport
 
 __all__ = ["CHECKS", "run_preflight"]
@@ -33,6 +33,7 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     tokenizer.check_sspo_tokenizer,
     tokenizer.check_prompt_lengths,  # after files: reads the prompts of files that passed
     cluster.check_cluster,
+    memory.check_memory,  # after files: reads the model's config.json
     validate.check_verl,  # last: only when nothing else failed
 )
 
