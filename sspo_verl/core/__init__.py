@@ -1,5 +1,6 @@
 """SSPO's math in plain torch, read alongside ``docs/SSPO.md``. No verl, Ray, Hydra or OmegaConf import.
 
+    precision     the one dtype rule: float32 at least, whatever the engine's dtype (§4)
     segmentation  token ids -> subsentence segments (§3)
     ratio         subsentence importance ratio, both gradient forms (§4)
     clip_bounds   entropy-adaptive PPO-clip bounds (§5)
@@ -18,6 +19,7 @@ from sspo_verl.core.loss import (
     sspo_metrics,
     sspo_metrics_from_sums,
 )
+from sspo_verl.core.precision import compute_dtype
 from sspo_verl.core.ratio import LOG_RATIO_MAX, RATIO_GRAD_MODES, segment_log_ratio
 from sspo_verl.core.segmentation import (
     DEFAULT_DELIMITERS,
@@ -47,6 +49,7 @@ __all__ = [
     "build_boundary_table",
     "build_boundary_table_from_tokenizer",
     "clip_bounds",
+    "compute_dtype",
     "delimiters_for",
     "entropy_scale",
     "group_relative_advantage",

@@ -20,6 +20,7 @@ from typing import Optional
 
 import torch
 
+from sspo_verl.core.precision import compute_dtype
 from sspo_verl.core.segmentation import Segments
 
 ENTROPY_ADAPT_MODES = ("both", "high", "low", "none")
@@ -44,7 +45,7 @@ def entropy_scale(
     Padding of ``entropy`` may hold anything; it is masked here. Statistics are at least float32.
     """
     mask = segments.mask
-    dtype = torch.promote_types(entropy.dtype, torch.float32)  # bf16 entropy -> fp32 statistics
+    dtype = compute_dtype(entropy)  # bf16 entropy -> fp32 statistics
     ent = torch.where(mask, entropy.detach().to(dtype), 0.0)  # (B, T)
     mu = ent.sum() / mask.sum().clamp(min=1) if mean is None else mean  # μ, scalar
     ratio = segments.mean(ent) / (mu + ENTROPY_EPS)  # H̄ / μ, (B·T,)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from sspo_verl.core.precision import compute_dtype
 from sspo_verl.core.ratio import LOG_RATIO_MAX
 from sspo_verl.core.segmentation import Segments
 
@@ -40,7 +41,7 @@ def granularity_diagnostics(
     clip_ratio_low: float,
     clip_ratio_high: float,
 ) -> dict[str, torch.Tensor]:
-    """Diagnostics as 0-d float32 tensors (one ``.tolist()`` converts them all).
+    """Diagnostics as 0-d tensors, float32 (float64 for float64 log-probs); one ``.tolist()`` converts them all.
 
     Args:
         log_prob, old_log_prob, advantages: Shape: (B, T); padding may hold anything.
@@ -50,32 +51,32 @@ def granularity_diagnostics(
     with torch.no_grad():
         any_seg = next(iter(segments.values()))
         mask = any_seg.mask
-        f32 = torch.float32
-        log_ratio = torch.where(mask, (log_prob - old_log_prob).to(f32), 0.0)  # ℓ, (B, T)
-        adv = torch.where(mask, advantages.to(f32), 0.0)
-        n_tok = mask.sum().to(f32).clamp(min=1)
-        row_tokens = mask.sum(dim=1).to(f32)  # (B,)
+        dtype = compute_dtype(log_prob, old_log_prob)  # float32 (float64 when given float64), as the loss
+        log_ratio = torch.where(mask, log_prob.to(dtype) - old_log_prob.to(dtype), 0.0)  # ℓ, (B, T)
+        adv = torch.where(mask, advantages.to(dtype), 0.0)
+        n_tok = mask.sum().to(dtype).clamp(min=1)
+        row_tokens = mask.sum(dim=1).to(dtype)  # (B,)
         rows = row_tokens > 0
-        n_rows = rows.sum().to(f32).clamp(min=1)
+        n_rows = rows.sum().to(dtype).clamp(min=1)
         lower, upper = 1.0 - clip_ratio_low, 1.0 + clip_ratio_high
 
         out = {
             "kl_old_new": -log_ratio.sum() / n_tok,
             "abs_log_ratio_mean": log_ratio.abs().sum() / n_tok,
-            "zero_adv_seq_frac": (((adv != 0).sum(dim=1) == 0) & rows).sum().to(f32) / n_rows,
+            "zero_adv_seq_frac": (((adv != 0).sum(dim=1) == 0) & rows).sum().to(dtype) / n_rows,
         }
         for name, seg in segments.items():
             m_seg = seg.mean(log_ratio)  # (B·T,) unit log-ratio
             m = seg.broadcast(m_seg)  # (B, T)
             ratio = torch.exp(torch.clamp(m, max=LOG_RATIO_MAX))
             clipped = ((adv > 0) & (ratio > upper)) | ((adv < 0) & (ratio < lower))  # (B, T), never at padding
-            row_clipped = clipped.sum(dim=1).to(f32)  # (B,)
+            row_clipped = clipped.sum(dim=1).to(dtype)  # (B,)
             valid = seg.counts.clamp(max=1)  # (B·T,) used units
             n_units = valid.sum().clamp(min=1)
             mean = (m_seg * valid).sum() / n_units
             var = (((m_seg - mean) ** 2) * valid).sum() / n_units
-            out[f"{name}/clipfrac"] = clipped.sum().to(f32) / n_tok
-            out[f"{name}/seq_all_clipped_frac"] = ((row_clipped == row_tokens) & rows).sum().to(f32) / n_rows
-            out[f"{name}/seq_none_clipped_frac"] = ((row_clipped == 0) & rows).sum().to(f32) / n_rows
+            out[f"{name}/clipfrac"] = clipped.sum().to(dtype) / n_tok
+            out[f"{name}/seq_all_clipped_frac"] = ((row_clipped == row_tokens) & rows).sum().to(dtype) / n_rows
+            out[f"{name}/seq_none_clipped_frac"] = ((row_clipped == 0) & rows).sum().to(dtype) / n_rows
             out[f"{name}/log_ratio_std"] = var.sqrt()
         return out

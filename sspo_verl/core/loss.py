@@ -33,6 +33,7 @@ from typing import Optional
 import torch
 
 from sspo_verl.core.clip_bounds import clip_bounds, entropy_scale
+from sspo_verl.core.precision import compute_dtype
 from sspo_verl.core.ratio import LOG_RATIO_MAX, RATIO_GRAD_MODES, segment_log_ratio
 from sspo_verl.core.segmentation import Segments
 
@@ -140,7 +141,8 @@ def sspo_loss_matrix(
             mean of ``entropy`` over this micro-batch's valid tokens (the loss then depends on the split).
 
     Returns:
-        ``(pg_losses, stats)``: (B, T) loss matrix, 0 at masked tokens, differentiable in ``log_prob``;
+        ``(pg_losses, stats)``: (B, T) loss matrix in :func:`~sspo_verl.core.precision.compute_dtype` of the
+        log-probs (float32 for bf16 ones), 0 at masked tokens, differentiable in ``log_prob``;
         :class:`SSPOLossStats`. Padding of every input may hold NaN/inf: it never reaches the loss or the
         gradient.
     """
@@ -152,15 +154,17 @@ def sspo_loss_matrix(
             "entropy clipping (actor_rollout_ref.actor.policy_loss.entropy_clip=false)."
         )
     mask = segments.mask
-    log_prob = torch.where(mask, log_prob, 0.0)  # sanitise padding before anything differentiable
+    dtype = compute_dtype(log_prob, old_log_prob)  # float32 for a bf16 engine, float64 kept
+    # sanitise padding before anything differentiable; bf16 -> float32 is exact (autograd casts the gradient back)
+    log_prob = torch.where(mask, log_prob, 0.0).to(dtype)
     segment_grad = params.ratio_grad == "segment"
     with torch.set_grad_enabled(segment_grad and log_prob.requires_grad):
         token_log_ratio, seg_log_ratio, seg_log_ratio_tok = segment_log_ratio(
-            log_prob, old_log_prob.to(log_prob.dtype), segments
-        )  # ℓ (B, T), m (B·T,), m(i, k(t)) (B, T)
+            log_prob, old_log_prob, segments
+        )  # ℓ (B, T), m (B·T,), m(i, k(t)) (B, T), all in dtype
 
     with torch.no_grad():
-        advantages = torch.where(mask, advantages.to(log_prob.dtype), 0.0)  # A = 0 makes padded losses 0
+        advantages = torch.where(mask, advantages.to(dtype), 0.0)  # A = 0 makes padded losses 0
         m = seg_log_ratio_tok.detach()
         ratio = torch.exp(torch.clamp(m, max=LOG_RATIO_MAX))  # r, (B, T)
 
@@ -228,7 +232,7 @@ def sspo_metric_sums(stats: SSPOLossStats) -> torch.Tensor:
     """
     seg = stats.segments
     B, T = seg.mask.shape
-    dtype = torch.promote_types(stats.token_log_ratio.dtype, torch.float32)
+    dtype = compute_dtype(stats.token_log_ratio)
     # PPO clip needs A ≠ 0: at 1 + ε_high when A > 0 (the high bound), at 1 − ε_low when A < 0
     high = stats.ppo_clipped & (stats.advantages > 0)
     clipped = stats.ppo_clipped | stats.dual_clipped  # zero-gradient tokens

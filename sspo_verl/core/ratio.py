@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from sspo_verl.core.precision import compute_dtype
 from sspo_verl.core.segmentation import Segments
 
 RATIO_GRAD_MODES = ("token", "segment")
@@ -37,8 +38,10 @@ def segment_log_ratio(log_prob: torch.Tensor, old_log_prob: torch.Tensor, segmen
 
     Returns:
         ``(token_log_ratio, seg_log_ratio, seg_log_ratio_tok)``: ℓ (B, T), 0 at masked tokens; m per segment
-        (B·T,); m(i, k(t)) per position (B, T), masked positions carrying their enclosing segment's value.
+        (B·T,); m(i, k(t)) per position (B, T), masked positions carrying their enclosing segment's value. All
+        in :func:`~sspo_verl.core.precision.compute_dtype` of the log-probs (float32 for bf16 ones).
     """
-    token_log_ratio = torch.where(segments.mask, log_prob - old_log_prob, 0.0)  # ℓ, (B, T)
+    dtype = compute_dtype(log_prob, old_log_prob)  # both upcast before the difference, never one cast down
+    token_log_ratio = torch.where(segments.mask, log_prob.to(dtype) - old_log_prob.to(dtype), 0.0)  # ℓ, (B, T)
     seg_log_ratio = segments.mean(token_log_ratio)  # m, (B·T,)
     return token_log_ratio, seg_log_ratio, segments.broadcast(seg_log_ratio)  # ..., m(i, k(t)) (B, T)

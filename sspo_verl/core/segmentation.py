@@ -26,6 +26,8 @@ from typing import Iterable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from sspo_verl.core.precision import compute_dtype
+
 GRANULARITIES = ("subsentence", "sentence", "sequence", "token")
 # Default delimiter set (spec §3): ", . ; : ! ?" and full-width "， 。 ； ： ！ ？ 、".
 DEFAULT_DELIMITERS = ",.;:!?，。；：！？、"
@@ -172,11 +174,15 @@ class Segments:
         return self.valid.view(self.mask.shape).sum(dim=1)
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
-        """Per-segment sums of a (B, T) tensor that is 0 at masked tokens. (B·T,), differentiable."""
+        """Per-segment sums of a (B, T) tensor that is 0 at masked tokens. (B·T,), differentiable.
+
+        Accumulated in :func:`~sspo_verl.core.precision.compute_dtype` (bf16 values are summed in float32).
+        """
+        values = values.to(compute_dtype(values))  # no-op for float32 / float64
         return values.new_zeros(values.numel()).scatter_add(0, self.flat.view(-1), values.reshape(-1))
 
     def mean(self, values: torch.Tensor) -> torch.Tensor:
-        """Per-segment means of a (B, T) tensor that is 0 at masked tokens, 0 for unused ids. (B·T,)."""
+        """Per-segment means of a (B, T) tensor that is 0 at masked tokens, 0 for unused ids. (B·T,), float32+."""
         return self.sum(values) / self.denominators
 
     def broadcast(self, per_segment: torch.Tensor) -> torch.Tensor:

@@ -312,3 +312,27 @@ def test_with_the_batch_mean_given_rows_do_not_depend_on_their_micro_batch(ratio
     torch.testing.assert_close(torch.cat(parts), full.detach(), rtol=0, atol=0)
     torch.testing.assert_close(grad, full_grad, rtol=0, atol=0)
     assert not torch.equal(torch.cat(parts_mb), full.detach())  # a micro-batch μ does move the loss
+
+
+@pytest.mark.parametrize("low", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("ratio_grad", ["token", "segment"])
+def test_low_precision_log_probs_are_computed_in_float32(low, ratio_grad):
+    """bf16/fp16 log-probs (float32 old log-probs, advantages, entropy): the loss matrix, its statistics and the
+    gradient are exactly those of the same values given as float32; the gradient reaches the low-precision leaf
+    rounded once. float64 stays float64 (the reference tests above)."""
+    b = random_batch(7, holes=True, max_b=6, max_t=40, dtype=torch.float32)
+    seg = _segments(b["ids"], b["mask"])
+    params = SSPOParams(ratio_grad=ratio_grad, entropy_clip=True)
+    results = {}
+    for dtype in (low, torch.float32):
+        lp = b["log_prob"].detach().to(low).to(dtype).requires_grad_(True)  # the same low-precision values
+        mat, stats = sspo_loss_matrix(lp, b["old_log_prob"], b["advantages"], seg, params, entropy=b["entropy"])
+        (grad,) = torch.autograd.grad(mat.sum(), lp)
+        results[dtype] = (mat.detach(), grad, stats)
+    mat_low, grad_low, stats_low = results[low]
+    mat_32, grad_32, stats_32 = results[torch.float32]
+    assert mat_low.dtype == stats_low.token_log_ratio.dtype == stats_low.seg_log_ratio.dtype == torch.float32
+    assert grad_low.dtype == low
+    assert torch.equal(mat_low, mat_32) and torch.equal(stats_low.seg_log_ratio, stats_32.seg_log_ratio)
+    assert torch.equal(grad_low, grad_32.to(low))
+    assert sspo_metrics(stats_low) == sspo_metrics(stats_32)

@@ -157,3 +157,13 @@ def test_real_tokenizer_table(tiny_model_dir):
     # every special id of the tokenizer is excluded from boundaries
     for sid in tok.all_special_ids:
         assert not table.ends_clause[sid]
+
+
+def test_segment_sums_of_bf16_values_accumulate_in_float32():
+    """A segment of 300 bf16 values of 1 + 2^-7: a bf16 sum is off past 256 (ulp 2 there); float32 is exact."""
+    T = 300
+    seg = segment_responses(torch.zeros(1, T, dtype=torch.long), torch.ones(1, T, dtype=torch.bool), "sequence")
+    values = torch.full((1, T), 1.0 + 2**-7, dtype=torch.bfloat16)
+    sums = seg.sum(values)
+    assert sums.dtype == torch.float32 and seg.mean(values).dtype == torch.float32
+    assert float(sums[0]) == T * (1.0 + 2**-7)
