@@ -13,6 +13,10 @@ Reward (``reward.custom_reward_function.path=pkg://sspo_verl.demo.task``, ``name
 A random tiny model scores ``char_f1`` ≈ 0.1–0.3 and climbs it within a few dozen steps by emitting the
 reference's characters (digits, ``, . ;``, the words) in its proportions; ``exact`` checks the arithmetic and
 stays rare for a tiny model. Both parts are returned as reward extra info (``char_f1``, ``exact``).
+
+Splits: ``train`` and ``val`` (what the trainer reads) and ``tiny_eval``, the held-out evaluation split that
+``sspo-eval --benchmarks tiny_eval`` scores with :func:`compute_score`: none of its problems (operand pairs)
+occurs in ``train`` or ``val``.
 """
 
 from __future__ import annotations
@@ -24,15 +28,18 @@ from collections import Counter
 
 __all__ = [
     "DATA_SOURCE",
+    "EVAL_SPLIT",
     "char_f1",
     "compute_score",
     "final_number",
     "make_rows",
+    "operands",
     "reference_solution",
     "write_dataset",
 ]
 
 DATA_SOURCE = "sspo_verl/arith_demo"
+EVAL_SPLIT = "tiny_eval"  # the held-out split's name: its file (tiny_eval.parquet) and its sspo-eval benchmark
 PROMPT = "What is {a} + {b}?"
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -42,12 +49,23 @@ def reference_solution(a: int, b: int) -> str:
     return f"First, take {a}. Then, add {b}; so the answer is {a + b}."
 
 
-def make_rows(n: int, seed: int, split: str, max_operand: int = 99) -> list[dict]:
-    """``n`` rows in verl's RL format (``data_source``, chat ``prompt``, ``reward_model.ground_truth``, ...)."""
+def operands(row: dict) -> tuple[int, int]:
+    """``(a, b)`` of a row written by :func:`make_rows`."""
+    a, b = row["prompt"][-1]["content"].removeprefix("What is ").rstrip("?").split(" + ")
+    return int(a), int(b)
+
+
+def make_rows(n: int, seed: int, split: str, max_operand: int = 99, exclude=frozenset()) -> list[dict]:
+    """``n`` rows in verl's RL format (``data_source``, chat ``prompt``, ``reward_model.ground_truth``, ...),
+    none of whose operand pairs ``(a, b)`` is in ``exclude`` (redrawn; an empty ``exclude`` changes nothing)."""
+    if n > (max_operand + 1) ** 2 - len(exclude):
+        raise ValueError(f"cannot draw {n} problems outside the {len(exclude)} excluded ones")
     rng = random.Random(f"{seed}:{split}")
     rows = []
     for i in range(n):
         a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
+        while (a, b) in exclude:
+            a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
         rows.append(
             {
                 "data_source": DATA_SOURCE,
@@ -60,15 +78,19 @@ def make_rows(n: int, seed: int, split: str, max_operand: int = 99) -> list[dict
     return rows
 
 
-def write_dataset(out_dir: str, n_train: int = 512, n_val: int = 32, seed: int = 0) -> dict[str, str]:
-    """Write ``train.parquet`` and ``val.parquet`` (disjoint seeds) to ``out_dir``; return their paths."""
+def write_dataset(out_dir: str, n_train: int = 512, n_val: int = 32, seed: int = 0, n_eval: int = 64) -> dict[str, str]:
+    """Write ``train.parquet``, ``val.parquet`` (disjoint seeds) and ``tiny_eval.parquet`` (no problem of the other
+    two) to ``out_dir``; return their paths by split."""
     import pandas as pd
 
     os.makedirs(out_dir, exist_ok=True)
+    rows = {"train": make_rows(n_train, seed, "train"), "val": make_rows(n_val, seed, "val")}
+    seen = {operands(r) for split_rows in rows.values() for r in split_rows}
+    rows[EVAL_SPLIT] = make_rows(n_eval, seed, EVAL_SPLIT, exclude=frozenset(seen))
     paths = {}
-    for split, n in (("train", n_train), ("val", n_val)):
+    for split, split_rows in rows.items():
         path = os.path.join(out_dir, f"{split}.parquet")
-        pd.DataFrame(make_rows(n, seed, split)).to_parquet(path)
+        pd.DataFrame(split_rows).to_parquet(path)
         paths[split] = path
     return paths
 

@@ -1,4 +1,5 @@
-"""``sspo-eval``: evaluate a model or a verl checkpoint on the paper's five math benchmarks (+ AIME25).
+"""``sspo-eval``: evaluate a model or a verl checkpoint on the paper's five math benchmarks (+ AIME25), or on the
+tiny task's held-out split ``tiny_eval``.
 
     # greedy (default), vLLM on a GPU, data written by `sspo-data prepare-all --datasets eval`
     sspo-eval run --model checkpoints/sspo/global_step_500 --data-dir data --out-dir eval/sspo_500
@@ -7,6 +8,9 @@
         --temperature 0.6 --top-p 0.95 --n 16 --pass-k 1,4,16
     sspo-eval rescore eval/sspo_500                     # re-score saved samples (no generation)
     sspo-eval table eval/base/results.json eval/sspo_500/results.json --out table.md
+    # the demo's runs on the tiny task's held-out split (written by `python -m sspo_verl.demo --setup-only`)
+    sspo-eval run --model runs/demo/sspo/checkpoints/global_step_30 --benchmarks tiny_eval \\
+        --data-dir runs/tiny/data --out-dir runs/demo/eval/sspo --max-new-tokens 32
 
 Exit code 2 with a message on bad input (missing data file, bad model path, invalid settings).
 """
@@ -19,7 +23,7 @@ import sys
 from pathlib import Path
 
 from sspo_verl.data.readers import DataError
-from sspo_verl.data.sources import EVAL_BENCHMARKS, EXTRA_EVAL
+from sspo_verl.eval.benchmarks import ALL_BENCHMARKS, MATH_BENCHMARKS
 from sspo_verl.eval.decoding import DecodingConfig
 from sspo_verl.eval.generation import BACKENDS, BackendUnavailableError, VLLMOptions
 from sspo_verl.eval.model_source import ModelSourceError
@@ -27,7 +31,7 @@ from sspo_verl.eval.results import markdown_table
 from sspo_verl.reward.math_reward import DEFAULT_TIMEOUT_S
 from sspo_verl.reward.verifier_pool import VerifierStartError
 
-DEFAULT_BENCHMARKS = EVAL_BENCHMARKS + EXTRA_EVAL
+DEFAULT_BENCHMARKS = MATH_BENCHMARKS
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -39,9 +43,9 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def _benchmarks(text: str) -> tuple[str, ...]:
     names = tuple(x.strip() for x in text.split(",") if x.strip())
-    unknown = [n for n in names if n not in DEFAULT_BENCHMARKS]
+    unknown = [n for n in names if n not in ALL_BENCHMARKS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown benchmarks {unknown}; choose from {','.join(DEFAULT_BENCHMARKS)}")
+        raise argparse.ArgumentTypeError(f"unknown benchmarks {unknown}; choose from {','.join(ALL_BENCHMARKS)}")
     return names
 
 
@@ -56,9 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", required=True, help="directory with <benchmark>.parquet from sspo-data")
     run.add_argument("--out-dir", required=True)
     run.add_argument("--benchmarks", type=_benchmarks, default=DEFAULT_BENCHMARKS,
-                     help=f"comma-separated (default {','.join(DEFAULT_BENCHMARKS)})")
+                     help=f"comma-separated from {','.join(ALL_BENCHMARKS)} (default {','.join(DEFAULT_BENCHMARKS)})")
     run.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM with a GPU, else HF generate")
-    run.add_argument("--label", default=None, help="row name in the table (default: model directory name)")
+    run.add_argument("--label", default=None, help="row name in the table (default: the training run's algorithm, "
+                     "seed and step; the model directory's name for an HF model)")
     run.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     run.add_argument("--top-p", type=float, default=1.0)
     run.add_argument("--top-k", type=int, default=-1)

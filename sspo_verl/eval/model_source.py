@@ -8,6 +8,10 @@ Accepted ``--model`` paths:
   (``model_world_size_W_rank_R.pt`` + ``fsdp_config.json``) are merged by verl's own
   ``python -m verl.model_merger merge --backend fsdp`` into ``merged_dir`` (reused on later runs).
 Megatron checkpoints (``dist_ckpt``) need GPUs to merge: merge them with verl's merger and pass the result.
+
+:func:`training_run` names the run a checkpoint belongs to (algorithm, seed, step) from the run directory's
+``resolved_config.yaml`` (``<run dir>/checkpoints/global_step_N``, sspo-train's layout), read the way
+``sspo-report`` reads it (:mod:`sspo_verl.report.runs`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class ResolvedModel:
     kind: str  # "hf", "verl-hf" (weights saved by verl), "verl-fsdp-merged"
     source: str  # what the user passed
     step: int | None = None  # verl global step, when known
+    checkpoint: str | None = None  # absolute path of the verl checkpoint's global_step_N directory, if one
 
 
 def has_weights(directory: Path) -> bool:
@@ -69,6 +74,49 @@ def _actor_dir(path: Path) -> Path | None:
     if path.name == "actor" or _step_of(path) is not None:
         return path
     return None
+
+
+RUN_KEYS = ("name", "algorithm", "seed", "step", "run_dir", "checkpoint")
+
+
+def training_run(checkpoint: str | os.PathLike | None, step: int | None) -> dict:
+    """``{name, algorithm, seed, step, run_dir, checkpoint}`` of the run that saved ``checkpoint``
+    (a ``global_step_N`` directory): the first of its parent and grandparent holding ``resolved_config.yaml``,
+    with the algorithm and seed ``sspo-report`` derives. Every value None for a plain HF model (no checkpoint);
+    only ``step`` and ``checkpoint`` when no run directory is found (a checkpoint copied out of its run)."""
+    from sspo_verl.report.runs import CONFIG_FILE, _identity, _read_config
+
+    run = dict.fromkeys(RUN_KEYS)
+    if checkpoint is None:
+        return run
+    checkpoint = Path(checkpoint).resolve()
+    run.update(step=step, checkpoint=str(checkpoint))
+    for run_dir in (checkpoint.parent, checkpoint.parent.parent):
+        if (run_dir / CONFIG_FILE).is_file():
+            algorithm, seed, _ = _identity(run_dir.name, _read_config(str(run_dir)))
+            run.update(name=run_dir.name, algorithm=algorithm, seed=seed, run_dir=str(run_dir))
+            break
+    return run
+
+
+def _checkpoint_dir(actor: Path) -> Path:
+    """The ``global_step_N`` directory of an actor directory (itself when it is not named ``actor``)."""
+    return actor.parent if actor.name == "actor" else actor
+
+
+def locate_checkpoint(model: str) -> tuple[str | None, int | None]:
+    """``(global_step_N directory, step)`` that ``model`` names, ``(None, None)`` for an HF model directory or a
+    path that is neither (:func:`resolve_model` says what is wrong with it); nothing is merged or written."""
+    path = Path(model).expanduser()
+    if not path.exists() or has_weights(path):
+        return None, None
+    try:
+        actor = _actor_dir(path)
+    except ModelSourceError:
+        return None, None
+    if actor is None:
+        return None, None
+    return str(_checkpoint_dir(actor).resolve()), _step_of(actor)
 
 
 def merge_fsdp_checkpoint(actor_dir: Path, target_dir: Path, timeout_s: float = 3600) -> None:
@@ -154,7 +202,7 @@ def resolve_model(model: str, merged_dir: str | os.PathLike) -> ResolvedModel:
     step = _step_of(actor)
     if has_weights(actor / "huggingface"):
         check_safetensors(actor / "huggingface")
-        return ResolvedModel(str(actor / "huggingface"), "verl-hf", model, step)
+        return ResolvedModel(str(actor / "huggingface"), "verl-hf", model, step, str(_checkpoint_dir(actor).resolve()))
     if not any(actor.glob("model_world_size_*_rank_*.pt")):
         raise ModelSourceError(f"{actor}: no model_world_size_*_rank_*.pt shards and no huggingface/ weights")
     target = Path(merged_dir)
@@ -163,10 +211,11 @@ def resolve_model(model: str, merged_dir: str | os.PathLike) -> ResolvedModel:
         source = json.loads(marker.read_text()).get("actor_dir") if marker.is_file() else None
         if source == str(actor.resolve()) and has_weights(target):
             check_safetensors(target)
-            return ResolvedModel(str(target), "verl-fsdp-merged", model, step)  # merged by an earlier run
+            # merged by an earlier run
+            return ResolvedModel(str(target), "verl-fsdp-merged", model, step, str(_checkpoint_dir(actor).resolve()))
         raise ModelSourceError(
             f"merge target {target} is not empty and is not a merge of {actor} (it holds a merge of {source}); "
             "remove it or pass another --merged-dir"
         )
     merge_fsdp_checkpoint(actor, target)
-    return ResolvedModel(str(target), "verl-fsdp-merged", model, step)
+    return ResolvedModel(str(target), "verl-fsdp-merged", model, step, str(_checkpoint_dir(actor).resolve()))

@@ -27,5 +27,6 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
     assert again["reused"]
     c = build_assets(str(tmp_path / "a"), seed=1, n_train=16, n_val=4)  # a different request rebuilds in place
     assert not c["reused"] and _digest(c["tiny_dir"]) != _digest(b["tiny_dir"])
-    for name in ("model/config.json", "model/tokenizer.json", "data/train.parquet", "data/val.parquet"):
+    for name in ("model/config.json", "model/tokenizer.json", "data/train.parquet", "data/val.parquet",
+                 "data/tiny_eval.parquet"):
         assert os.path.exists(os.path.join(c["tiny_dir"], name))

@@ -71,3 +71,12 @@ def test_final_number_parses_thousands_and_decimals():
 def test_rows_without_reference_are_refused():
     with pytest.raises(ValueError, match="reference"):
         task.compute_score("openai/gsm8k", "42", "42", {})
+
+
+def test_held_out_split_shares_no_problem_with_training(tmp_path):
+    paths = task.write_dataset(str(tmp_path), n_train=512, n_val=32, n_eval=64, seed=0)
+    pairs = {s: [task.operands(r) for r in pd.read_parquet(p).to_dict("records")] for s, p in paths.items()}
+    assert len(pairs[task.EVAL_SPLIT]) == 64
+    assert not set(pairs[task.EVAL_SPLIT]) & (set(pairs["train"]) | set(pairs["val"]))
+    # the training splits are what they were before the held-out split existed (same seed, same files)
+    assert pairs["train"] == [task.operands(r) for r in task.make_rows(512, 0, "train")]

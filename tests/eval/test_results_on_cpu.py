@@ -4,7 +4,7 @@ import pytest
 
 from sspo_verl.eval.decoding import DecodingConfig
 from sspo_verl.eval.pass_at_k import pass_at_k
-from sspo_verl.eval.results import ProblemResult, average_of_five, benchmark_metrics, markdown_table
+from sspo_verl.eval.results import ProblemResult, average_of_five, benchmark_metrics, markdown_table, run_label
 
 FIVE = ["aime24", "amc23", "math500", "minerva_math", "olympiadbench"]
 
@@ -51,7 +51,7 @@ def test_table_layout_like_the_paper():
     assert lines[1] == "|:--|--:|--:|--:|--:|--:|--:|--:|"
     assert lines[2] == "| GRPO | 10.00 | 40.00 | 70.00 | 20.00 | 30.00 | 34.00 | 3.33 |"
     assert lines[3] == "| SSPO | 20.00 | 50.00 | 80.00 | 30.00 | 40.00 | 44.00 | 3.33 |"
-    assert "greedy accuracy (%), greedy decoding, max 3000 new tokens; backend vllm" in text
+    assert "greedy accuracy (%), greedy decoding, max 3000 new tokens; all problems; backend vllm" in text
 
 
 def test_missing_benchmark_gives_no_average():
@@ -68,3 +68,33 @@ def test_mixed_settings_are_refused_unless_allowed():
         markdown_table([a, b])
     text = markdown_table([a, b], allow_mixed_settings=True)
     assert "avg@8 accuracy" in text and "greedy accuracy" in text
+
+
+def test_limit_is_shown_and_not_mixed():
+    a, b = _results("a", [1, 2, 3, 4, 5]), _results("b", [1, 2, 3, 4, 5])
+    a["limit"] = b["limit"] = 8
+    assert "first 8 problems per benchmark (--limit 8)" in markdown_table([a, b])
+    b["limit"] = None
+    with pytest.raises(ValueError, match=r"a: greedy decoding, max 3000 new tokens, first 8 .*b: .*all problems"):
+        markdown_table([a, b])
+
+
+def test_task_benchmark_columns_and_reward():
+    d = DecodingConfig()
+    problems = [ProblemResult(0, "q", "42", ["42"], [1.0], rewards=[1.8]),
+                ProblemResult(1, "q", "7", ["8"], [0.0], rewards=[0.6])]
+    m = benchmark_metrics(problems, d)
+    assert m["accuracy"] == 50.0 and m["mean_reward"] == pytest.approx(1.2)
+    r = {"label": "sspo (seed 0, step 30)", "benchmarks": {"tiny_eval": m}, "average": None,
+         "decoding": d.to_dict(), "backend": "hf", "model": {"source": "/x"}, "limit": None}
+    lines = markdown_table([r]).splitlines()
+    assert lines[0] == "| Model | tiny_eval | tiny_eval reward |"  # no empty math columns
+    assert lines[2] == "| sspo (seed 0, step 30) | 50.00 | 1.20 |"
+
+
+def test_rows_are_named_after_the_run():
+    run = {"name": "sspo", "algorithm": "sspo", "seed": 1, "step": 30}
+    assert run_label(run, 30, "global_step_30") == "sspo (seed 1, step 30)"
+    run = {"name": "sspo-tiny-seed1", "algorithm": "sspo", "seed": 1, "step": 30}
+    assert run_label(run, 30, "global_step_30") == "sspo-tiny-seed1 (sspo, seed 1, step 30)"
+    assert run_label(dict.fromkeys(run), None, "Qwen2.5-Math-1.5B") == "Qwen2.5-Math-1.5B"

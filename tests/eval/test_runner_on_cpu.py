@@ -152,3 +152,70 @@ def test_recipe_script_forwards_knobs(tmp_path):
     assert (flags["--tensor-parallel-size"], flags["--backend"], flags["--max-new-tokens"]) == ("2", "vllm", "3000")
     bad = subprocess.run(["bash", str(script)], env=dict(env, MODE="beam"), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "MODE=beam" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model, tmp_path_factory):
+    """A run directory as sspo-train leaves it (resolved_config.yaml, checkpoints/global_step_3 with HF weights)
+    and the tiny task's data with its held-out split."""
+    import shutil
+
+    import yaml
+
+    from sspo_verl.demo.task import write_dataset
+
+    root = tmp_path_factory.mktemp("runs")
+    run_dir = root / "demo" / "sspo"
+    shutil.copytree(tiny_model, run_dir / "checkpoints" / "global_step_3" / "actor" / "huggingface")
+    (run_dir / "resolved_config.yaml").write_text(yaml.safe_dump({"algorithm_preset": {"name": "sspo"}, "seed": 7}))
+    write_dataset(str(root / "tiny" / "data"), n_train=16, n_val=4, n_eval=6, seed=0)
+    return run_dir, root / "tiny" / "data"
+
+
+def test_checkpoint_of_a_run_on_tiny_eval(tiny_run, tmp_path, capsys):
+    """A checkpoint is named after its run; tiny_eval is scored by the tiny task's reward; a rerun into the same
+    directory reuses the evaluation, another evaluation there is refused and nothing is overwritten."""
+    from sspo_verl.demo.task import compute_score
+
+    run_dir, data = tiny_run
+    out = tmp_path / "eval"
+    argv = ["run", "--model", str(run_dir / "checkpoints" / "global_step_3"), "--benchmarks", "tiny_eval",
+            "--data-dir", str(data), "--out-dir", str(out), "--backend", "hf", "--max-new-tokens", "6",
+            "--limit", "4"]
+    assert eval_main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["run"] == {
+        "name": "sspo", "algorithm": "sspo", "seed": 7, "step": 3, "run_dir": str(run_dir.resolve()),
+        "checkpoint": str((run_dir / "checkpoints" / "global_step_3").resolve()),
+    }
+    assert results["label"] == "sspo (seed 7, step 3)" and results["limit"] == 4
+    m = results["benchmarks"]["tiny_eval"]
+    samples = read_samples(out / "samples" / "tiny_eval.jsonl")
+    assert m["n_problems"] == len(samples) == 4
+    for p in samples:  # the task's own reward, from the row's reference kept with the sample
+        reward = compute_score("x", p.responses[0], p.ground_truth, p.extra_info)
+        assert (p.scores[0], p.rewards[0]) == (reward["exact"], reward["score"])
+    assert m["mean_reward"] == pytest.approx(sum(p.rewards[0] for p in samples) / 4)
+    table = (out / "table.md").read_text()
+    assert table.splitlines()[2].startswith("| sspo (seed 7, step 3) | ") and "(--limit 4)" in table
+
+    before = (out / "results.json").read_bytes()
+    assert eval_main(argv) == 0  # the same evaluation: reused, not generated again
+    assert (out / "results.json").read_bytes() == before
+    assert eval_main([*argv[:-1], "5"]) == 2  # another --limit into the same directory
+    err = capsys.readouterr().err
+    assert "sspo (seed 7, step 3)" in err and "limit 4 (now 5)" in err and "another --out-dir" in err
+    assert (out / "results.json").read_bytes() == before
+
+    assert eval_main(["run", "--model", str(run_dir / "checkpoints" / "global_step_3"), "--benchmarks", "tiny_eval",
+                      "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "o2")]) == 2
+    assert "python -m sspo_verl.demo --setup-only" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_plain_hf_model_has_a_null_run(tiny_model, eval_data, tmp_path):
+    assert eval_main(["run", "--model", tiny_model, "--data-dir", str(eval_data), "--out-dir", str(tmp_path),
+                      "--backend", "hf", "--benchmarks", "amc23", "--max-new-tokens", "2", "--num-procs", "1"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["run"]) == {"name", "algorithm", "seed", "step", "run_dir", "checkpoint"}
+    assert all(v is None for v in results["run"].values()) and results["limit"] is None
