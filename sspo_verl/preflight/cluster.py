@@ -4,7 +4,6 @@ visible on this machine — so that verl never waits for GPUs that will not come
 
 from __future__ import annotations
 
-import glob
 import json
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ from collections.abc import Mapping
 from typing import Optional
 
 from sspo_verl.preflight.context import Context
+from sspo_verl.preflight.gpu import query_gpus
 
 __all__ = ["check_cluster", "count_visible_gpus", "probe_ray_cluster"]
 
@@ -20,33 +20,18 @@ _SLURM_NODES_VARS = ("SLURM_JOB_NUM_NODES", "SLURM_NNODES")
 
 
 def count_visible_gpus(env: Mapping[str, str], timeout_s: float = 20) -> Optional[int]:
-    """GPUs this process could use: ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L`` (no CUDA context is
-    created in the driver); without nvidia-smi, 0 when there is no NVIDIA device file (``/dev/nvidia<N>``) and
-    None (cannot tell) when there is.
+    """GPUs this process could use: the node's GPU inventory (:func:`sspo_verl.preflight.gpu.query_gpus`: one
+    nvidia-smi query, ``CUDA_VISIBLE_DEVICES`` applied); without nvidia-smi, the entries of ``CUDA_VISIBLE_DEVICES``
+    when it is set (what Slurm's GRES hands out), else 0 without an NVIDIA device file and None (cannot tell) with one.
 
     Raises:
         RuntimeError: nvidia-smi did not answer within ``timeout_s`` (the message names the command and the knob).
     """
     visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        entries = [d for d in visible.split(",") if d.strip() and d.strip() != "-1"]
-        return len(entries)
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None if glob.glob("/dev/nvidia[0-9]*") else 0
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(
-            f"`{smi} -L` did not answer within {timeout_s:g} s (preflight.gpu_query_timeout_s): the GPU driver may "
-            "be hung. Check the node (nvidia-smi), raise preflight.gpu_query_timeout_s, or skip the check with "
-            "preflight.check_cluster=false."
-        ) from exc
-    except OSError:
-        return None
-    if out.returncode != 0:
-        return 0
-    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+    if visible is not None and shutil.which("nvidia-smi", path=env.get("PATH")) is None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    gpus = query_gpus(env, timeout_s)
+    return None if gpus is None else len(gpus)
 
 
 def _slurm_gpus_per_node(env: Mapping[str, str]) -> Optional[int]:

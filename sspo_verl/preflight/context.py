@@ -8,6 +8,9 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sspo_verl.preflight.cuda import TorchCuda, probe_torch_cuda
+from sspo_verl.preflight.gpu import GpuInfo, query_gpus
+
 __all__ = ["ACTOR", "POLICY_LOSS", "Context", "Finding", "PreflightError", "PreflightReport"]
 
 ACTOR = "actor_rollout_ref.actor"
@@ -15,6 +18,8 @@ POLICY_LOSS = f"{ACTOR}.policy_loss"
 
 GpuCounter = Callable[[Mapping[str, str], float], Optional[int]]
 ClusterProbe = Callable[[str, float], list[float]]
+GpuQuery = Callable[[Mapping[str, str], float], Optional[list[GpuInfo]]]
+CudaProbe = Callable[[Mapping[str, str], float], TorchCuda]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +84,8 @@ class Context:
         env: the environment to read Slurm / Ray / CUDA variables from.
         gpu_counter: GPUs visible here, given the environment and a timeout in seconds (tests pass a fake).
         cluster_probe: GPUs per node of a Ray cluster at an address, within a timeout (tests pass a fake).
+        gpu_query: this node's GPU inventory, given the environment and a timeout (sspo_verl.preflight.gpu).
+        cuda_probe: what torch in a fresh process says about CUDA, given the environment and a timeout.
     """
 
     config: DictConfig
@@ -86,6 +93,8 @@ class Context:
     env: Mapping[str, str]
     gpu_counter: GpuCounter
     cluster_probe: ClusterProbe
+    gpu_query: GpuQuery = query_gpus
+    cuda_probe: CudaProbe = probe_torch_cuda
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value at a dotted key (``default`` when missing)."""

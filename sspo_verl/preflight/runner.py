@@ -9,8 +9,16 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from sspo_verl.preflight import algorithm, cluster, files, memory, ranges, tokenizer, validate
-from sspo_verl.preflight.context import ClusterProbe, Context, GpuCounter, PreflightError, PreflightReport
+from sspo_verl.preflight import algorithm, cluster, cuda, files, gpu, memory, ranges, tokenizer, validate
+from sspo_verl.preflight.context import (
+    ClusterProbe,
+    Context,
+    CudaProbe,
+    GpuCounter,
+    GpuQuery,
+    PreflightError,
+    PreflightReport,
+)
 
 __all__ = ["CHECKS", "run_preflight"]
 
@@ -33,6 +41,7 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     tokenizer.check_sspo_tokenizer,
     tokenizer.check_prompt_lengths,  # after files: reads the prompts of files that passed
     cluster.check_cluster,
+    cuda.check_cuda,  # after cluster: a node without GPUs is refused there
     memory.check_memory,  # after files: reads the model's config.json
     validate.check_verl,  # last: only when nothing else failed
 )
@@ -44,6 +53,8 @@ def run_preflight(
     env: Optional[Mapping[str, str]] = None,
     gpu_counter: GpuCounter = cluster.count_visible_gpus,
     cluster_probe: ClusterProbe = cluster.probe_ray_cluster,
+    gpu_query: GpuQuery = gpu.query_gpus,
+    cuda_probe: CudaProbe = cuda.probe_torch_cuda,
     raise_on_error: bool = True,
 ) -> PreflightReport:
     """Check a composed training config, apply the documented fixes in place, log every finding.
@@ -53,6 +64,8 @@ def run_preflight(
         env: environment to read Slurm / Ray / CUDA variables from (default ``os.environ``).
         gpu_counter: how to count the GPUs visible here (tests pass a fake).
         cluster_probe: how to ask a Ray cluster for its GPUs per node (tests pass a fake).
+        gpu_query: how to read this node's GPU inventory (tests put a stand-in nvidia-smi on ``env``'s PATH).
+        cuda_probe: how to ask torch about CUDA in a fresh process (tests pass another command).
         raise_on_error: raise :class:`PreflightError` when there are errors (or warnings with
             ``preflight.strict=true``); otherwise only return them.
 
@@ -65,6 +78,8 @@ def run_preflight(
         env=os.environ if env is None else env,
         gpu_counter=gpu_counter,
         cluster_probe=cluster_probe,
+        gpu_query=gpu_query,
+        cuda_probe=cuda_probe,
     )
     for check in CHECKS:
         try:

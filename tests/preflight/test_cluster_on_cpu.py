@@ -109,7 +109,7 @@ def test_a_hung_nvidia_smi_is_an_error_naming_the_command_and_the_knob(tmp_path,
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"nvidia-smi -L` did not answer within 1 s \(preflight.gpu_query_timeout_s"):
+    with pytest.raises(RuntimeError, match=r"nvidia-smi --query-gpu=\S+ .*` did not answer within 1 s \(preflight.gpu_q"):
         count_visible_gpus({}, timeout_s=1)
     assert time.monotonic() - start < 10
     from tests.preflight.configs import config
@@ -126,3 +126,20 @@ def test_a_ray_probe_past_its_bound_names_the_knob():
     with pytest.raises(RuntimeError, match=r"within 0.2 s .*preflight.cluster_timeout_s"):
         probe_ray_cluster("127.0.0.1:9", timeout_s=0.2)  # the probe's own start (importing ray) takes longer
     assert time.monotonic() - start < 10
+
+
+def test_the_gpu_count_is_the_nvidia_smi_inventory_with_cuda_visible_devices_applied(tmp_path, data_dir):
+    """count_visible_gpus reads preflight.gpu.query_gpus (a stand-in nvidia-smi on PATH: 2 GPUs), through the real
+    check on the composed 1 node x 8 GPUs config."""
+    from tests.preflight.configs import config
+    from tests.preflight.test_gpu_on_cpu import ROWS, _fake_smi
+    from sspo_verl.preflight import run_preflight
+
+    env = _fake_smi(tmp_path, f"cat <<'EOF'\n{ROWS}EOF\n")
+    assert count_visible_gpus(env) == 2
+    assert count_visible_gpus({**env, "CUDA_VISIBLE_DEVICES": "1"}) == 1
+    assert count_visible_gpus({**env, "CUDA_VISIBLE_DEVICES": "0,1,5"}) == 2  # CUDA stops at the GPU that is not there
+    report = run_preflight(config(["preflight.check_cuda=false"]), env=env, cluster_probe=FakeCluster(),
+                           raise_on_error=False)
+    (msg,) = messages(report, "cluster", "error")
+    assert "this machine shows 2 GPU(s)" in msg and "trainer.n_gpus_per_node=2" in msg

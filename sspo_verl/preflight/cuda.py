@@ -1,0 +1,163 @@
+"""CUDA check: torch, imported in a fresh subprocess on a node with NVIDIA GPUs, can use CUDA — else the run is
+refused before Ray starts, naming torch's CUDA, the node's driver and the minimum driver that CUDA needs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from sspo_verl.preflight.context import Context
+
+__all__ = ["MIN_DRIVER", "TorchCuda", "check_cuda", "min_driver", "probe_torch_cuda"]
+
+# The oldest Linux driver each CUDA major runs on under minor-version compatibility, which is what pip's torch
+# wheels rely on (they carry their own CUDA runtime, so the driver only has to reach the floor of that runtime's
+# major). Source: NVIDIA, "CUDA Compatibility: Minor Version Compatibility", Table 1 "CUDA Toolkit 11.x, 12.x, and
+# 13.x Driver Version Ranges" (https://docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html):
+# 13.x >= 580, 12.x >= 525 (525.60.13, the driver of CUDA 12.0 GA in the toolkit release notes), 11.x >= 450.80.02
+# (the note under the same table).
+MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580"}
+
+_RESULT = "SSPO_TORCH_CUDA "
+# What the subprocess runs: nothing here touches CUDA before torch.cuda.init(), whose error is the one to report.
+PROBE_CODE = f"""
+import json
+r = {{"torch": None, "cuda": None, "available": False, "device_count": 0, "error": None}}
+try:
+    import torch
+    r["torch"], r["cuda"] = torch.__version__, torch.version.cuda
+    try:
+        torch.cuda.init()
+    except Exception as e:
+        r["error"] = f"{{type(e).__name__}}: {{e}}"
+    r["available"], r["device_count"] = torch.cuda.is_available(), torch.cuda.device_count()
+except Exception as e:
+    r["error"] = f"{{type(e).__name__}}: {{e}}"
+print({_RESULT!r} + json.dumps(r), flush=True)
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchCuda:
+    """What torch says about CUDA in a fresh process. ``torch`` is None when torch does not import; ``cuda`` is
+    ``torch.version.cuda`` (None for a CPU-only build); ``error`` is the first exception (import or
+    ``torch.cuda.init()``)."""
+
+    torch: Optional[str]
+    cuda: Optional[str]
+    available: bool
+    device_count: int
+    error: Optional[str]
+
+
+def probe_torch_cuda(env: Mapping[str, str], timeout_s: float, command: Optional[Sequence[str]] = None) -> TorchCuda:
+    """Import torch in a fresh subprocess (this process never initialises CUDA) and report on CUDA.
+
+    Args:
+        env: the subprocess's environment (``CUDA_VISIBLE_DEVICES`` applies).
+        timeout_s: bound on the subprocess.
+        command: the command to run (default: this Python with :data:`PROBE_CODE`); it must print one
+            ``SSPO_TORCH_CUDA {json}`` line. Tests pass another command.
+
+    Raises:
+        RuntimeError: no answer within ``timeout_s``, or no result line (the message names the command).
+    """
+    argv = list(command) if command else [sys.executable, "-c", PROBE_CODE]
+    shown = " ".join(argv[:2]) + (" <probe>" if not command else " ".join(argv[2:]))
+    try:
+        out = subprocess.run(argv, env=dict(env), capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"`{shown}` (import torch; torch.cuda.init()) did not finish within {timeout_s:g} s") from exc
+    except OSError as exc:
+        raise RuntimeError(f"`{shown}` could not start: {exc}") from exc
+    for line in out.stdout.splitlines():
+        if line.startswith(_RESULT):
+            return TorchCuda(**json.loads(line[len(_RESULT):]))
+    tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+    raise RuntimeError(f"`{shown}` exited with status {out.returncode} and no result: {' | '.join(tail) or 'no output'}")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
+
+
+def min_driver(cuda: str) -> Optional[str]:
+    """The oldest Linux driver for torch built with CUDA ``cuda`` (``"13.0"``): :data:`MIN_DRIVER` of its major."""
+    major = _version(cuda)[:1]
+    return MIN_DRIVER.get(major[0]) if major else None
+
+
+def _driver_cuda_major(driver: str) -> Optional[int]:
+    """The newest CUDA major a driver runs (the inverse of :data:`MIN_DRIVER`)."""
+    fits = [major for major, floor in MIN_DRIVER.items() if _version(driver) >= _version(floor)]
+    return max(fits) if fits else None
+
+
+def check_cuda(ctx: Context) -> None:
+    """``trainer.device=cuda`` on a node with NVIDIA GPUs where torch, in a fresh process, cannot use them: a
+    CPU-only torch, a driver older than torch's CUDA needs, or any other CUDA init error → error with the fix. A
+    probe that does not answer in time is an error naming its knob. Skipped without NVIDIA devices (the cluster
+    check refuses a GPU run there) and for ``trainer.device=cpu``."""
+    if not ctx.get("preflight.check_cuda", True) or ctx.get("trainer.device", "cuda") != "cuda":
+        return
+    try:
+        gpus = ctx.gpu_query(ctx.env, float(ctx.get("preflight.gpu_query_timeout_s", 20)))
+    except RuntimeError:
+        return  # a hung nvidia-smi: the cluster check reports it
+    if gpus == []:
+        return  # no NVIDIA device on this node (the cluster check's concern): nothing for torch to use
+    driver = gpus[0].driver_version if gpus else None  # None: device files but no readable nvidia-smi
+    node = f"{len(gpus)} NVIDIA GPU(s), driver {driver}" if gpus else "NVIDIA device files (driver version unknown)"
+    timeout_s = float(ctx.get("preflight.cuda_probe_timeout_s", 120))
+    try:
+        torch_cuda = ctx.cuda_probe(ctx.env, timeout_s)
+    except RuntimeError as exc:
+        ctx.error(
+            "cuda",
+            f"trainer.device=cuda: {exc} (preflight.cuda_probe_timeout_s={timeout_s:g}). A CUDA initialisation that "
+            "hangs here hangs every worker: check the node (nvidia-smi, dmesg); raise preflight.cuda_probe_timeout_s "
+            "if torch only imports slowly, or skip the check with preflight.check_cuda=false.",
+        )
+        return
+    where = f"this node has {node}"
+    if torch_cuda.torch is None:
+        ctx.error(
+            "cuda",
+            f"trainer.device=cuda, {where}, but torch does not import in a fresh Python ({torch_cuda.error}). "
+            'Install the GPU stack: pip install -e ".[gpu,math]" (torch 2.11 built for CUDA 13.0).',
+        )
+    elif torch_cuda.cuda is None:
+        ctx.error(
+            "cuda",
+            f"trainer.device=cuda, {where}, but torch {torch_cuda.torch} is a CPU-only build "
+            "(torch.version.cuda is None): every GPU worker would fail. Install the GPU stack in this environment "
+            '(pip install -e ".[gpu,math]": torch 2.11 built for CUDA 13.0, from PyPI), or run the CPU backend '
+            "with hardware=cpu.",
+        )
+    elif not torch_cuda.available or torch_cuda.device_count == 0:
+        need = min_driver(torch_cuda.cuda)
+        if driver and need and _version(driver) < _version(need):
+            runs = _driver_cuda_major(driver)
+            ctx.error(
+                "cuda",
+                f"trainer.device=cuda, but the NVIDIA driver {driver} on this node is too old for torch "
+                f"{torch_cuda.torch}, built for CUDA {torch_cuda.cuda}: CUDA {torch_cuda.cuda.split('.')[0]}.x needs "
+                f"driver >= {need} (NVIDIA's minor-version compatibility table). torch.cuda.init(): "
+                f"{torch_cuda.error}. Upgrade the driver to >= {need}, or install a torch built for CUDA "
+                f"{runs if runs else 'that your driver supports'}.x (the cu{runs or ''}* indexes of "
+                "https://download.pytorch.org/whl/; vLLM then needs its build for that CUDA too).",
+            )
+        else:
+            ctx.error(
+                "cuda",
+                f"trainer.device=cuda, {where}, but torch {torch_cuda.torch} (CUDA {torch_cuda.cuda}) cannot use "
+                f"them: is_available={torch_cuda.available}, device_count={torch_cuda.device_count}, "
+                f"torch.cuda.init(): {torch_cuda.error}. CUDA_VISIBLE_DEVICES={ctx.env.get('CUDA_VISIBLE_DEVICES')}. "
+                "Check the node (nvidia-smi, a GPU in an error state, the container's --gpus / --nv), or run the "
+                "CPU backend with hardware=cpu.",
+            )
