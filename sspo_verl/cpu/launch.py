@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_RAY_NUM_CPUS",
     "DEFAULT_STORAGE_UNITS",
     "REPLAY_BUFFER",
+    "REPLAY_BUFFER_ASYNC",
     "CPUConfigError",
     "apply_to_config",
     "cpu_env_vars",
@@ -71,8 +72,10 @@ def cpu_env_vars() -> dict[str, str]:
     return {**CPU_ENV_VARS, "TQ_NUM_THREADS": str(max(1, min(8, cores)))}
 
 
-# trainer.v1.sampler.custom_sampler of hardware/cpu.yaml: verl's replay buffer polling every 0.1 s, not 2 s.
+# trainer.v1.sampler.custom_sampler of hardware/cpu.yaml: verl's replay buffer polling every 0.1 s, not 2 s;
+# apply_to_config swaps in the asynchronous one for an asynchronous trainer mode.
 REPLAY_BUFFER = {"path": "pkg://sspo_verl.cpu.replay_buffer", "name": "CPUReplayBuffer"}
+REPLAY_BUFFER_ASYNC = {"path": "pkg://sspo_verl.cpu.replay_buffer", "name": "CPUReplayBufferAsync"}
 
 
 class CPUConfigError(ValueError):
@@ -226,10 +229,13 @@ def apply_to_config(config) -> dict[str, Any]:
         sampler = _get(config, "trainer.v1.sampler.custom_sampler")
         if sampler is not None and sampler.get("path") == REPLAY_BUFFER["path"]:
             mode = _get(config, "trainer.v1.trainer_mode", "sync")
-            if mode != "sync" or _get(config, "algorithm.filter_groups.enable", False):
-                # verl gives a custom sampler no DAPO arguments, and CPUReplayBuffer is the synchronous buffer
+            if _get(config, "algorithm.filter_groups.enable", False):
+                # verl gives a custom sampler no DAPO arguments
                 sampler.path, sampler.name = None, None
-                applied["trainer.v1.sampler.custom_sampler"] = "verl's own (DAPO filtering or asynchronous mode)"
+                applied["trainer.v1.sampler.custom_sampler"] = "verl's own (DAPO filtering)"
+            elif mode != "sync":
+                sampler.name = REPLAY_BUFFER_ASYNC["name"]
+                applied["trainer.v1.sampler.custom_sampler.name"] = REPLAY_BUFFER_ASYNC["name"]
         ray_init = config.ray_kwargs.ray_init
         for key in ("include_dashboard",) if joins else ("address", "num_cpus", "num_gpus", "include_dashboard"):
             if ray_init.get(key) is None:

@@ -120,6 +120,11 @@ PUBLIC_SYMBOLS: tuple[VerlSymbol, ...] = (
         "sspo_verl.cpu.replay_buffer",
         "base of CPUReplayBuffer (trainer.v1.sampler.custom_sampler); its poll_interval constructor argument",
     ),
+    VerlSymbol(
+        "verl.trainer.ppo.v1.replay_buffer.ReplayBufferAsync",
+        "sspo_verl.cpu.replay_buffer",
+        "base of CPUReplayBufferAsync (asynchronous trainer modes); its poll_interval constructor argument",
+    ),
 )
 
 

@@ -39,6 +39,9 @@ Checks, in order (the ``check`` name of each finding; module):
     memory          the per-GPU memory estimate (model config.json, FSDP shards, AdamW, logits, activations, vLLM's
                     share) logged; above the card (preflight.gpu_memory_gib or nvidia-smi's smallest GPU) → error
                     naming the knobs; no card or no readable config.json → logged, not blocked (memory)
+    trainer_mode    an asynchronous ``trainer.v1.trainer_mode`` verl would assert on inside Ray: batch geometry
+                    (parameter_sync_step), the standalone rollout pool (size, checkpoint engine, fit on this
+                    machine), the hf rollout (no partial rollout), separate_async on CPU → error (trainer_mode)
     verl            verl's own ``validate_config`` (verl.utils.config) on a copy of the config (validate)
 
 Thresholds are [ours]: ε below ``SEQUENCE_SCALE_EPS`` (0.01) counts as sequence scale (the GSPO paper uses

@@ -9,7 +9,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from sspo_verl.preflight import algorithm, cluster, cuda, files, gpu, memory, ranges, tokenizer, validate
+from sspo_verl.preflight import algorithm, cluster, cuda, files, gpu, memory, ranges, tokenizer, trainer_mode, validate
 from sspo_verl.preflight.context import (
     ClusterProbe,
     Context,
@@ -43,6 +43,7 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     cluster.check_cluster,
     cuda.check_cuda,  # after cluster: a node without GPUs is refused there
     memory.check_memory,  # after files: reads the model's config.json
+    trainer_mode.check_trainer_mode,
     validate.check_verl,  # last: only when nothing else failed
 )
 

@@ -1,4 +1,4 @@
-"""verl's V1 replay buffer with a 0.1 s poll, plugged in by hardware=cpu and dropped where it does not apply."""
+"""verl's V1 replay buffers with a 0.1 s poll, plugged in by hardware=cpu per trainer mode, dropped where they do not apply."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from sspo_verl import train
 from sspo_verl.cpu import launch
-from sspo_verl.cpu.replay_buffer import POLL_INTERVAL_S, CPUReplayBuffer
+from sspo_verl.cpu.replay_buffer import POLL_INTERVAL_S, CPUReplayBuffer, CPUReplayBufferAsync
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*engine is not available", "ignore:.*load_extern_type")
 
@@ -42,12 +42,23 @@ def test_hardware_cpu_selects_it(compose):
     assert dict(cfg.trainer.v1.sampler.custom_sampler) == launch.REPLAY_BUFFER
 
 
-@pytest.mark.parametrize(
-    "override",
-    ["algorithm.filter_groups.enable=true", "trainer.v1.trainer_mode=colocate_async"],
-)
-def test_dapo_filtering_or_async_mode_fall_back_to_verls_buffer(compose, override):
-    cfg = compose(override)
+def test_dapo_filtering_falls_back_to_verls_buffer(compose):
+    cfg = compose("algorithm.filter_groups.enable=true")
     applied = launch.apply_to_config(cfg)
     assert cfg.trainer.v1.sampler.custom_sampler.path is None
     assert "trainer.v1.sampler.custom_sampler" in applied
+
+
+@pytest.mark.parametrize("mode", ["colocate_async", "separate_async"])
+def test_an_asynchronous_mode_gets_verls_async_buffer_with_a_short_poll(compose, mode):
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBufferAsync
+    from verl.utils.import_utils import load_extern_type
+
+    cfg = compose(f"mode={mode}")
+    launch.apply_to_config(cfg)
+    assert dict(cfg.trainer.v1.sampler.custom_sampler) == launch.REPLAY_BUFFER_ASYNC
+    cls = load_extern_type(launch.REPLAY_BUFFER_ASYNC["path"], launch.REPLAY_BUFFER_ASYNC["name"])
+    assert cls is CPUReplayBufferAsync and issubclass(cls, ReplayBufferAsync)
+    buf = cls(trainer_mode=mode, trainer_config={}, max_off_policy_threshold=8, max_off_policy_strategy="drop",
+              sampler_kwargs={}, refill_fn=None)
+    assert buf.poll_interval == POLL_INTERVAL_S

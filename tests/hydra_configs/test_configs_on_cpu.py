@@ -14,7 +14,7 @@ from sspo_verl.preflight import run_preflight
 from sspo_verl.train import compose, config_dir
 
 CONFIG_DIR = Path(config_dir())
-GROUPS = ("algorithm", "model", "rollout", "hardware", "experiment")
+GROUPS = ("algorithm", "model", "rollout", "hardware", "mode", "experiment")
 
 # Spec §9, verbatim: preset -> (adv estimator, loss_mode, loss_agg_mode, clip low, clip high, entropy scale on).
 SPEC_TABLE = {

@@ -13,7 +13,7 @@ from sspo_verl.train import compose
 ALGORITHMS = ("grpo", "gspo", "gspo_wide", "sspo")
 DATA_FILES = ("math_l35", "math500", "aime24", "amc23", "minerva_math", "olympiadbench")
 HUB_MODELS = ("Qwen/Qwen2.5-Math-1.5B", "Qwen/Qwen2.5-Math-7B")
-GROUPS = ("algorithm", "model", "rollout", "hardware", "experiment")
+GROUPS = ("algorithm", "model", "rollout", "hardware", "mode", "experiment")
 NX8 = ["hardware=gpu_nx8", "trainer.nnodes=2"]
 
 
