@@ -5,7 +5,7 @@ attempt there) and keeps it when a later attempt resumes, so the file always say
 metrics were made. Before a rerun hands over to verl (:func:`prepare_attempt`):
 
 * the config differs from the record in a key that changes training (anything but bookkeeping:
-  :data:`IGNORED_PREFIXES`, :data:`IGNORED_KEYS`) → refused (:class:`RerunRefused`) with the differing keys and
+  :data:`IGNORED_PREFIXES` but :data:`TRAINING_PREFIXES`, :data:`IGNORED_KEYS`) → refused (:class:`RerunRefused`) with the differing keys and
   the two ways out: a new run name, or ``on_config_change=new_attempt``;
 * ``on_config_change=new_attempt``, or an attempt that starts over (``trainer.resume_mode=disable``, or no
   checkpoint to resume): everything the earlier attempt left — checkpoints, metric logs, TensorBoard files,
@@ -34,6 +34,7 @@ __all__ = [
     "ON_CONFIG_CHANGE",
     "RECORD",
     "RerunRefused",
+    "TRAINING_PREFIXES",
     "flatten",
     "prepare_attempt",
     "training_diff",
@@ -45,6 +46,10 @@ ON_CONFIG_CHANGE = ("refuse", "new_attempt")
 # Ray settings and the pre-flight's own switches. [ours]
 IGNORED_PREFIXES = ("trainer.", "ray_kwargs.", "preflight.", "hydra.", "transfer_queue.", "global_profiler.")
 IGNORED_KEYS = frozenset({"dry_run", "output_dir", "data_dir", "on_config_change"})
+# Keys under an ignored prefix that do change training: verl's V1 trainer mode and its settings (which policy
+# the data come from, parameter_sync_step, the staleness bound). An asynchronous checkpoint also holds the
+# prompts in flight, which a synchronous resume would drop. [ours]
+TRAINING_PREFIXES = ("trainer.v1.",)
 SUPERSEDED_DIR = "superseded"
 
 
@@ -69,7 +74,8 @@ def training_diff(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> di
     return {
         key: (recorded.get(key), current.get(key))
         for key in sorted(keys)
-        if key not in IGNORED_KEYS and not key.startswith(IGNORED_PREFIXES) and recorded.get(key) != current.get(key)
+        if key not in IGNORED_KEYS and (key.startswith(TRAINING_PREFIXES) or not key.startswith(IGNORED_PREFIXES))
+        and recorded.get(key) != current.get(key)
     }
 
 

@@ -46,6 +46,15 @@ def test_training_diff_ignores_bookkeeping_and_keeps_seeds():
     assert training_diff(flat, {**flat, "a.new": 3}) == {"a.new": (None, 3)}
 
 
+def test_training_diff_counts_the_trainer_mode():
+    # an async checkpoint holds prompts in flight that a sync resume drops; the mode changes where data come from
+    flat = {"trainer.v1.trainer_mode": "colocate_async", "trainer.v1.sampler.max_off_policy_threshold": 8}
+    assert training_diff(flat, {**flat, "trainer.v1.trainer_mode": "sync"}) == {
+        "trainer.v1.trainer_mode": ("colocate_async", "sync")}
+    assert list(training_diff(flat, {**flat, "trainer.v1.sampler.max_off_policy_threshold": 2})) == [
+        "trainer.v1.sampler.max_off_policy_threshold"]
+
+
 def test_a_rerun_with_a_changed_training_config_is_refused_with_the_diff(tmp_path):
     run = _run_dir(tmp_path)
     with pytest.raises(RerunRefused) as info:
