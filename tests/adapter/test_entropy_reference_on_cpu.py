@@ -72,3 +72,21 @@ def test_the_wrap_attaches_mu_before_verl_dispatches_the_update(loss_mode, monke
         assert reads == [_Batch.keys]
     else:  # GRPO / GSPO: nothing read, nothing attached
         assert trainer.seen == {} and metrics == {} and reads == []
+
+
+def test_every_v1_trainer_mode_runs_the_wrapped_update_and_computes_the_old_entropy():
+    """μ is attached where verl's trainer of every mode updates the actor: no registered trainer class (sync,
+    colocate_async, separate_async) overrides ``_update_actor``, so the one wrap of ``PPOTrainer._update_actor``
+    is on each one's path; and each one's old-log-prob pass (where H_old comes from) is ``PPOTrainer``'s own, or
+    (separate_async, Decoupled PPO) calls it with π_old's weights restored."""
+    import inspect
+
+    from verl.trainer.ppo.v1 import trainer_base
+
+    er.UPDATE_ACTOR.install()
+    registry = trainer_base.TRAINER_REGISTRY
+    assert {"sync", "colocate_async", "separate_async"} <= set(registry)
+    for name, cls in registry.items():
+        assert cls._update_actor is trainer_base.PPOTrainer._update_actor, name
+        own = cls.__dict__.get("_compute_old_log_prob")
+        assert own is None or "super()._compute_old_log_prob" in inspect.getsource(own), name
