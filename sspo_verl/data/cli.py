@@ -2,10 +2,12 @@
 
     sspo-data list
     sspo-data prepare math500 --input ~/raw/math500/test.jsonl --out data/math500.parquet
-    sspo-data prepare gsm8k --out data/gsm8k.parquet            # from the local HF cache (offline)
+    sspo-data prepare gsm8k --out data/gsm8k.parquet            # HF cache, else downloaded from the Hub
     sspo-data prepare-all --out-dir data --input-dir ~/raw       # every dataset found; see --help
 
-Inputs are local files/directories or the local Hugging Face cache; nothing is downloaded.
+Inputs are local files/directories, else the dataset's Hub repo at its pinned revision (`sspo-data list`): from
+the local Hugging Face cache, downloaded into it when missing and the Hub is reachable (HF_ENDPOINT; never with
+HF_HUB_OFFLINE=1, where only the caches are read).
 Exit code 2 with a message naming the file and row on missing or corrupt input.
 """
 
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-dir",
         default=None,
         help="directory holding <name>.jsonl|.json|.parquet or <name>/ per dataset; "
-        "datasets not found there are read from the local HF cache",
+        "datasets not found there are read from the HF cache or downloaded",
     )
     p.add_argument(
         "--datasets",
@@ -100,7 +102,9 @@ def main(argv=None) -> int:
         if args.command == "list":
             for spec in SOURCES.values():
                 config = f" ({spec.hf_config})" if spec.hf_config else ""
-                print(f"{spec.name:15s} {spec.role:5s} {spec.hf_id}{config} [{spec.hf_split}]  {spec.description}")
+                revision = spec.revision or "main (not pinned)"
+                print(f"{spec.name:15s} {spec.role:5s} {spec.hf_id}{config}@{revision} [{spec.hf_split}]  "
+                      f"{spec.description}")
             return 0
         if args.command == "prepare":
             report = prepare_dataset(

@@ -181,7 +181,7 @@ def prepare_dataset(
     max_prompt_tokens: int | None = None,
     tokenizer_path: str | None = None,
 ) -> PrepareReport:
-    """Read ``name`` from ``input_path`` (or the local HF cache), convert, validate and write ``out_path``;
+    """Read ``name`` from ``input_path`` (or the HF caches, or the Hub: :func:`~sspo_verl.data.readers.resolve_records`), convert, validate and write ``out_path``;
     ``max_prompt_tokens`` with ``tokenizer_path`` (a local tokenizer directory) drops over-long prompts."""
     spec = get_source(name)
     tokenizer = None
@@ -193,7 +193,8 @@ def prepare_dataset(
         except (OSError, ValueError) as exc:
             raise DataError(f"--tokenizer {tokenizer_path}: cannot load a tokenizer there ({exc})") from None
     records, label = resolve_records(
-        input_path, spec.hf_id, spec.hf_config if config is None else config, spec.hf_split if split is None else split
+        input_path, spec.hf_id, spec.hf_config if config is None else config, spec.hf_split if split is None else split,
+        revision=spec.revision, name=spec.name,
     )
     rows, report = build_rows(
         spec, records, label, template=template, levels=levels, skip_invalid=skip_invalid, limit=limit,

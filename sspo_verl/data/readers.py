@@ -1,4 +1,4 @@
-"""Read source records from local files or the local Hugging Face cache (never the network).
+"""Read source records from local files, the local Hugging Face caches, or the Hub (downloaded when missing).
 
 Accepted inputs (``resolve_records``):
 - a file: ``.jsonl``, ``.json`` (an array, ``{"data": [...]}``, or JSON lines as ``Dataset.to_json`` writes),
@@ -7,9 +7,12 @@ Accepted inputs (``resolve_records``):
 - a directory of data files, e.g. a ``huggingface-cli download --repo-type dataset`` snapshot or a git
   clone of the dataset repo: files are picked by config (a path component) and split (``train-0000.parquet``,
   ``test.jsonl``, ``train/…``);
-- nothing: the dataset's default Hub id, looked up offline in the Hub cache (``HF_HUB_CACHE``, filled by
-  ``huggingface-cli download``), then in the ``datasets`` cache (filled by an earlier online
-  ``load_dataset``).
+- nothing: the dataset's default Hub id at its pinned revision (:mod:`sspo_verl.data.sources`), in this order:
+  the Hub cache (``HF_HUB_CACHE``) at that revision; a download of that revision into the Hub cache with
+  ``huggingface_hub.snapshot_download`` when the Hub (``HF_ENDPOINT``) is reachable and ``HF_HUB_OFFLINE`` is
+  not set; then, offline or unreachable, a cached snapshot of another revision (the label says which) and the
+  ``datasets`` cache (filled by an earlier online ``load_dataset``). A dataset in none of them fails naming
+  the dataset and the command that fetches it.
 
 Every failure is a :class:`DataError` naming the file (and line or row) and how to fix it.
 """
@@ -21,6 +24,7 @@ import os
 from pathlib import Path
 
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
+_DATA_PATTERNS = [f"*{suffix}" for suffix in DATA_SUFFIXES]  # what is downloaded of a Hub repo (and needed cached)
 
 
 class DataError(Exception):
@@ -155,16 +159,37 @@ def _hub_cache_dir() -> str:
     return os.path.join(os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
 
 
-def _hub_snapshot(hf_id: str) -> Path | None:
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` as huggingface_hub reads it (at its import), or set since in this process."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _hub_snapshot(hf_id: str, revision: str | None = None) -> Path | None:
+    """A snapshot of ``hf_id`` at ``revision`` (None: the cached ``main``) in the local Hub cache, else None."""
     try:
         from huggingface_hub import snapshot_download
     except ImportError:  # pragma: no cover - a dependency of datasets/transformers
         return None
     cache_dir = _hub_cache_dir()
     try:
-        return Path(snapshot_download(hf_id, repo_type="dataset", local_files_only=True, cache_dir=cache_dir))
+        return Path(snapshot_download(hf_id, repo_type="dataset", revision=revision, local_files_only=True,
+                                      cache_dir=cache_dir, allow_patterns=_DATA_PATTERNS))
     except Exception:  # noqa: BLE001 - not in the cache (LocalEntryNotFoundError and friends)
         return None
+
+
+def _download(hf_id: str, revision: str | None) -> Path:
+    """Download the data files of ``hf_id`` at ``revision`` into the Hub cache (huggingface_hub, ``HF_ENDPOINT``).
+
+    Raises:
+        OSError or huggingface_hub / httpx errors: the Hub is not reachable or has no such repo or revision.
+    """
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(hf_id, repo_type="dataset", revision=revision, cache_dir=_hub_cache_dir(),
+                                  allow_patterns=_DATA_PATTERNS))
 
 
 def _datasets_cache(hf_id: str, config: str | None, split: str) -> list[dict] | None:
@@ -182,17 +207,29 @@ def _datasets_cache(hf_id: str, config: str | None, split: str) -> list[dict] | 
         datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
 
 
+def fetch_command(name: str, hf_id: str, revision: str | None) -> str:
+    """The commands that put dataset ``name`` into the local Hub cache, for messages."""
+    rev = f" --revision {revision}" if revision else ""
+    return (f"`sspo-data prepare-all --datasets {name} --out-dir DIR` where the Hub is reachable (without "
+            f"HF_HUB_OFFLINE=1), or `hf download --repo-type dataset {hf_id}{rev}` there and copy the Hub cache "
+            "(HF_HOME)")
+
+
 def resolve_records(
-    input_path: str | None, hf_id: str, config: str | None, split: str | None
+    input_path: str | None, hf_id: str, config: str | None, split: str | None, revision: str | None = None,
+    name: str | None = None,
 ) -> tuple[list[dict], str]:
-    """Read the records; return them with a label saying where they came from.
+    """Read the records; return them with a label saying where they came from (and which revision).
 
     Args:
-        input_path: a file or directory, or None to use ``hf_id`` from the local caches.
+        input_path: a file or directory, or None to use ``hf_id`` from the caches or the Hub.
         hf_id: the dataset's Hub id (``org/name``), used when ``input_path`` is None or is itself an id.
         config: Hub config name (a sub-directory in snapshots), e.g. ``main`` for GSM8K.
         split: which split to take from a directory or saved DatasetDict.
+        revision: the Hub commit to read (None: ``main``); see the module docstring for the order.
+        name: the dataset's sspo-data name, for messages.
     """
+    name = name or hf_id
     if input_path:
         path = Path(input_path).expanduser()
         if path.is_file():
@@ -200,21 +237,37 @@ def resolve_records(
         if path.is_dir():
             return read_directory(path, config, split), str(path)
         if input_path.count("/") == 1 and not input_path.startswith((".", "/", "~")):
-            hf_id = input_path  # an explicit Hub id
+            hf_id, revision = input_path, None  # an explicit Hub id: its main
         else:
             raise DataError(
                 f"input {input_path!r} does not exist (expected a .jsonl/.json/.parquet file or a directory)"
             )
-    snapshot = _hub_snapshot(hf_id)
+    at = f"@{revision}" if revision else ""
+    snapshot = _hub_snapshot(hf_id, revision)
     if snapshot is not None:
         return read_directory(snapshot, config, split), f"hf-hub-cache:{hf_id}@{snapshot.name}"
+    offline, failure = hub_offline(), None
+    if not offline:
+        try:
+            snapshot = _download(hf_id, revision)
+        except Exception as exc:  # noqa: BLE001 - unreachable, no such repo or revision: said below
+            failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        else:
+            return read_directory(snapshot, config, split), f"hf-hub-download:{hf_id}@{snapshot.name}"
+    if revision is not None:
+        snapshot = _hub_snapshot(hf_id, None)
+        if snapshot is not None:
+            return (read_directory(snapshot, config, split),
+                    f"hf-hub-cache:{hf_id}@{snapshot.name} (not the pinned {revision})")
     records = _datasets_cache(hf_id, config, split or "train")
     if records is not None:
         return records, f"hf-datasets-cache:{hf_id}"
-    hub_cache = _hub_cache_dir()
+    from huggingface_hub import constants
+
+    why = ("HF_HUB_OFFLINE is set" if offline else
+           f"the download from {constants.ENDPOINT} failed ({failure})")
     raise DataError(
-        f"dataset {hf_id!r} (config {config!r}, split {split!r}) is not in the local Hugging Face caches "
-        f"(hub cache {hub_cache}; datasets cache). This machine is offline by design. Either download it "
-        f"where there is network: `huggingface-cli download --repo-type dataset {hf_id}` (and copy the cache "
-        "or set HF_HOME), or pass --input PATH to a local .jsonl/.json/.parquet file or directory."
+        f"dataset {name} ({hf_id}{at}, config {config!r}, split {split!r}) is not in the local Hugging Face caches "
+        f"(hub cache {_hub_cache_dir()}; datasets cache) and {why}. Fetch it with {fetch_command(name, hf_id, revision)}"
+        ", or pass --input PATH to a local .jsonl/.json/.parquet file or directory."
     )

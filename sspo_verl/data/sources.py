@@ -28,6 +28,11 @@ olympiadbench   math-ai/olympiadbench          test       eval    question; fina
                                                                    ", "; $ stripped)
 ==============  =============================  =========  ======  ===========================================
 
+Each source is pinned to a Hub commit (``revision``) where one could be verified from public records that cite it
+(code and dataset cards that load that commit; checked 2026-12-06, without Hub access from here): gsm8k, MATH-500,
+aime_2024, aime25, DAPO-Math-17k. MATH-lighteval, amc23, minervamath and olympiadbench have no verified commit
+and are read at ``main``: the prepared file's source label records the commit that was read.
+
 Eval sources share one generic mapping (keys lower-cased, question from ``problem``/``question``, answer
 from ``answer``/``final_answer``, else the last ``\\boxed{}`` of ``solution``), so the common mirrors of each
 benchmark work without code changes.
@@ -77,6 +82,7 @@ class SourceSpec:
     levels: tuple[int, ...] | None = None  # keep only these MATH levels
     dedup: bool = False  # drop repeated questions (DAPO-Math-17k repeats each ~100 times)
     description: str = ""
+    revision: str | None = None  # the Hub commit read and downloaded; None = main (not verified: module docstring)
 
 
 def answer_text(value: Any) -> str:
@@ -218,15 +224,18 @@ SOURCES: dict[str, SourceSpec] = {
         SourceSpec("math_l35", "train", "DigitalLearningGmbH/MATH-lighteval", None, "train", parse_math,
                    levels=(3, 4, 5), description="MATH train, levels 3-5 (SimpleRL-Zoo / Dr. GRPO zero-RL set)"),
         SourceSpec("dapo_math_17k", "train", "BytedTsinghua-SIA/DAPO-Math-17k", None, "train", parse_dapo,
-                   dedup=True, description="DAPO-Math-17k (integer answers), deduplicated"),
-        SourceSpec("gsm8k", "train", "openai/gsm8k", "main", "train", parse_gsm8k, description="GSM8K train"),
+                   dedup=True, description="DAPO-Math-17k (integer answers), deduplicated",
+                   revision="65877096c24ffa7abc4e4fa5edb95cf3413a5674"),
+        SourceSpec("gsm8k", "train", "openai/gsm8k", "main", "train", parse_gsm8k, description="GSM8K train",
+                   revision="cc7b047b6e5bb11b4f1af84efc572db110a51b3c"),
         SourceSpec("aime24", "eval", "HuggingFaceH4/aime_2024", None, "train", parse_generic,
-                   description="AIME 2024 (30)"),
+                   description="AIME 2024 (30)", revision="2fe88a2f1091d5048c0f36abc874fb997b3dd99a"),
         SourceSpec("aime25", "eval", "math-ai/aime25", None, "test", parse_generic,
-                   description="AIME 2025 (30), post-cutoff check"),
+                   description="AIME 2025 (30), post-cutoff check",
+                   revision="563bb8404243c5f09de6ec262f2db674fe5bce9b"),
         SourceSpec("amc23", "eval", "math-ai/amc23", None, "test", parse_generic, description="AMC 2023 (40)"),
         SourceSpec("math500", "eval", "HuggingFaceH4/MATH-500", None, "test", parse_generic,
-                   description="MATH-500 (500)"),
+                   description="MATH-500 (500)", revision="6e4ed1a2a79af7d8630a6b768ec859cb5af4d3be"),
         SourceSpec("minerva_math", "eval", "math-ai/minervamath", None, "test", parse_generic,
                    description="Minerva Math (272)"),
         SourceSpec("olympiadbench", "eval", "math-ai/olympiadbench", None, "test", parse_generic,

@@ -132,7 +132,8 @@ def test_wrong_file_for_dataset_fails(tmp_path):
 
 
 def test_hub_cache_snapshot_offline(tmp_path, monkeypatch):
-    """A `huggingface-cli download` snapshot: pick config `main` and split `train` among several files."""
+    """A `hf download` snapshot of another revision than the pinned one, offline: used, and the label says so;
+    config `main` and split `train` picked among several files."""
     snap = tmp_path / "hub" / "datasets--openai--gsm8k" / "snapshots" / "abc123"
     (tmp_path / "hub" / "datasets--openai--gsm8k" / "refs").mkdir(parents=True)
     (tmp_path / "hub" / "datasets--openai--gsm8k" / "refs" / "main").write_text("abc123")
@@ -141,8 +142,9 @@ def test_hub_cache_snapshot_offline(tmp_path, monkeypatch):
         table = pa.Table.from_pylist([{"question": f"{config} {split}?", "answer": f"x\n#### {answer}"}])
         pq.write_table(table, snap / config / f"{split}-00000-of-00001.parquet")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     report = prepare_dataset("gsm8k", tmp_path / "o.parquet")
-    assert report.source.startswith("hf-hub-cache:openai/gsm8k")
+    assert report.source == "hf-hub-cache:openai/gsm8k@abc123 (not the pinned cc7b047b6e5bb11b4f1af84efc572db110a51b3c)"
     assert [r["reward_model"]["ground_truth"] for r in _rows(tmp_path / "o.parquet")] == ["5"]
     with pytest.raises(DataError, match="no files for split 'validation'"):
         prepare_dataset("gsm8k", tmp_path / "o.parquet", split="validation")
@@ -151,8 +153,13 @@ def test_hub_cache_snapshot_offline(tmp_path, monkeypatch):
 def test_not_cached_explains_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty-datasets"))
-    with pytest.raises(DataError, match="huggingface-cli download --repo-type dataset math-ai/aime25"):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError) as err:
         prepare_dataset("aime25", tmp_path / "o.parquet")
+    message = str(err.value)
+    assert message.startswith("dataset aime25 (math-ai/aime25@563bb8404243c5f09de6ec262f2db674fe5bce9b")
+    assert "HF_HUB_OFFLINE is set" in message and "sspo-data prepare-all --datasets aime25" in message
+    assert "hf download --repo-type dataset math-ai/aime25 --revision 563bb84" in message
 
 
 def test_save_to_disk_directory(tmp_path):
