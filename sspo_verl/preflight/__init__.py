@@ -34,6 +34,9 @@ Checks, in order (the ``check`` name of each finding; module):
     files           data.train_files / data.val_files / a local model path / the reward module missing → error
     cluster         trainer.nnodes × n_gpus_per_node against Slurm's allocation, a Ray cluster given by address
                     (queried in a subprocess with a timeout; Ray is not started), or the GPUs visible here
+    packages        trainer.device=cuda with an attn_implementation whose package is not installed here
+                    (flash_attention_2 without flash-attn), or Ulysses sequence parallelism without flash
+                    attention → error naming the install line and the sdpa switch (packages)
     cuda            trainer.device=cuda on a node with NVIDIA GPUs where torch, imported in a fresh process, cannot
                     use CUDA: a CPU-only torch, a driver older than torch's CUDA needs (names both), another init error
     memory          the per-GPU memory estimate (model config.json, FSDP shards, AdamW, logits, activations, vLLM's

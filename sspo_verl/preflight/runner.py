@@ -9,7 +9,19 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from sspo_verl.preflight import algorithm, cluster, cuda, files, gpu, memory, ranges, tokenizer, trainer_mode, validate
+from sspo_verl.preflight import (
+    algorithm,
+    cluster,
+    cuda,
+    files,
+    gpu,
+    memory,
+    packages,
+    ranges,
+    tokenizer,
+    trainer_mode,
+    validate,
+)
 from sspo_verl.preflight.context import (
     ClusterProbe,
     Context,
@@ -41,6 +53,7 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     tokenizer.check_sspo_tokenizer,
     tokenizer.check_prompt_lengths,  # after files: reads the prompts of files that passed
     cluster.check_cluster,
+    packages.check_packages,  # a GPU run's attention kernel installed here
     cuda.check_cuda,  # after cluster: a node without GPUs is refused there
     memory.check_memory,  # after files: reads the model's config.json
     trainer_mode.check_trainer_mode,
