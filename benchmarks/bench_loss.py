@@ -5,6 +5,7 @@ Not a test: prints ratios measured in one run (machines are shared and noisy; th
     python benchmarks/bench_loss.py                    # B=64, T in (2048, 8192), on CUDA if present else CPU
     python benchmarks/bench_loss.py --T 2048 --repeats 20 --device cpu
     python benchmarks/bench_loss.py --T 8192 --profile sspo   # torch.profiler's top ops of one loss instead
+    python benchmarks/bench_loss.py --lp-dtype bfloat16       # log-probs as a bf16 engine hands them over
 
 Each loss is called the way verl calls it (registry function, keyword arguments, ``ActorConfig``), SSPO with
 the response ids and entropy its micro-batch context would supply, metrics included (every loss returns
@@ -12,7 +13,8 @@ its metrics as floats). ``sspo`` is the preset (``entropy_source=old``: the entr
 come with the batch), ``sspo_current`` computes μ from the micro-batch, ``sspo_noent`` has no entropy clipping.
 Timing: median of ``--repeats`` interleaved rounds (vanilla, gspo, sspo, ... in
 turn, so load drift hits all alike) after warm-up; wall time on CUDA, process CPU time on CPU.
-Peak memory: on CUDA ``max_memory_allocated`` above the inputs; on CPU the resident high-water mark of a
+Peak memory: on CUDA ``max_memory_allocated`` of one step above the inputs, in this process after a warm-up step;
+on CPU the resident high-water mark of a
 fresh subprocess per (loss, T) above its resident size before the step (glibc told to mmap every block of
 64 KiB or more, so freed tensors leave RSS at once; page granularity, small blocks are not resolved).
 Segmentation's own cost (table lookup + segment ids, the table already built) is timed separately, and the
@@ -38,7 +40,9 @@ import torch
 LOSSES = ("vanilla", "gspo", "sspo", "sspo_current", "sspo_noent")
 
 
-def make_inputs(B: int, T: int, vocab_size: int, delimiter_ids: torch.Tensor, device: str, seed: int = 0):
+def make_inputs(B: int, T: int, vocab_size: int, delimiter_ids: torch.Tensor, device: str, seed: int = 0,
+                lp_dtype: torch.dtype = torch.float32):
+    """Random micro-batch; ``lp`` (log π_θ) in ``lp_dtype``, old log-probs, advantages and entropy float32."""
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(T // 4, T + 1, (B,), generator=g)
     mask = torch.arange(T)[None] < lengths[:, None]
@@ -50,7 +54,7 @@ def make_inputs(B: int, T: int, vocab_size: int, delimiter_ids: torch.Tensor, de
     adv = torch.randn(B, 1, generator=g).expand(B, T).contiguous()
     ent = torch.rand(B, T, generator=g) * 3
     to = lambda x: x.to(device)  # noqa: E731
-    return dict(ids=to(ids), mask=to(mask), lp=to(lp), old=to(old), adv=to(adv), ent=to(ent))
+    return dict(ids=to(ids), mask=to(mask), lp=to(lp).to(lp_dtype), old=to(old), adv=to(adv), ent=to(ent))
 
 
 def build_configs(tokenizer_path: str):
@@ -127,7 +131,7 @@ def tiny_tokenizer(tmp: str):
 def peak_memory_child(args) -> None:
     """Run one (loss, T) in this fresh process and print its peak memory growth above the inputs (bytes)."""
     tok, delims = tiny_tokenizer(args.tokenizer_dir)
-    x = make_inputs(args.B, args.child_T, len(tok), delims, args.device)
+    x = make_inputs(args.B, args.child_T, len(tok), delims, args.device, lp_dtype=getattr(torch, args.lp_dtype))
     step = step_fn(args.child_loss, build_configs(args.tokenizer_dir)[args.child_loss], x)
     if args.child_loss.startswith("sspo"):
         from sspo_verl.adapter.actor_config import boundary_table
@@ -147,9 +151,20 @@ def peak_memory_child(args) -> None:
     print(json.dumps({"peak": peak_rss_growth(step)}))
 
 
-def peak_memory(loss: str, T: int, args) -> int:
+def peak_memory(loss: str, T: int, args, x=None, config=None) -> int:
+    """Peak memory of one step above the inputs: on CUDA in this process (``max_memory_allocated`` is exact and
+    per-process), on CPU in a fresh process (resident memory is not)."""
+    if args.device.startswith("cuda"):
+        step = step_fn(loss, config, x)
+        step()  # warm-up: boundary table cached, allocator primed
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
     cmd = [sys.executable, __file__, "--child-loss", loss, "--child-T", str(T), "--B", str(args.B), "--device",
-           args.device, "--tokenizer-dir", args.tokenizer_dir]
+           args.device, "--tokenizer-dir", args.tokenizer_dir, "--lp-dtype", args.lp_dtype]
     env = dict(os.environ, **CHILD_ENV)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     if out.returncode != 0:
@@ -190,6 +205,10 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--tokenizer-dir", default=None)
+    parser.add_argument("--lp-dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="dtype of log π_θ (old log-probs, advantages, entropy stay float32)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--json", default=None, help="also write the conditions and rows to this JSON file")
     parser.add_argument("--profile", choices=LOSSES, default=None,
                         help="print torch.profiler's top ops of this loss at the first --T, and nothing else")
     parser.add_argument("--child-loss", default=None, help=argparse.SUPPRESS)
@@ -216,25 +235,42 @@ def main():
         build_s = time.perf_counter() - t0
 
         if args.profile:
-            return profile(args.profile, configs[args.profile], make_inputs(args.B, args.T[0], len(tok), delims,
-                                                                              args.device), args.device)
-        print(f"# bench_loss  device={args.device}  torch={torch.__version__}  threads={torch.get_num_threads()}  "
-              f"cpu={platform.processor() or platform.machine()}  cores={os.cpu_count()}  B={args.B}  "
-              f"repeats={args.repeats} (median, interleaved, {'wall' if args.device.startswith('cuda') else 'process CPU'} time)")
+            return profile(args.profile, configs[args.profile],
+                           make_inputs(args.B, args.T[0], len(tok), delims, args.device,
+                                       lp_dtype=getattr(torch, args.lp_dtype)), args.device)
+        device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else None
+        conditions = dict(device=args.device, device_name=device_name, torch=torch.__version__,
+                          threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
+                          cores=os.cpu_count(), B=args.B, lp_dtype=args.lp_dtype, repeats=args.repeats,
+                          clock="wall" if args.device.startswith("cuda") else "process CPU",
+                          table_build_ms=build_s * 1e3)
+        print(f"# bench_loss  device={args.device}{f' ({device_name})' if device_name else ''}  "
+              f"torch={torch.__version__}  threads={torch.get_num_threads()}  cpu={conditions['cpu']}  "
+              f"cores={os.cpu_count()}  B={args.B}  lp={args.lp_dtype}  "
+              f"repeats={args.repeats} (median, interleaved, {conditions['clock']} time)")
         print(f"# boundary-table build from 151,665 pieces (one-off per tokenizer): {build_s * 1e3:.0f} ms")
         print("| T | loss | fwd+bwd ms | × vanilla | peak extra MiB | × vanilla |")
         print("|---|---|---|---|---|---|")
+        rows = []
         for T in args.T:
-            x = make_inputs(args.B, T, len(tok), delims, args.device)
+            x = make_inputs(args.B, T, len(tok), delims, args.device, lp_dtype=getattr(torch, args.lp_dtype))
             steps = {k: step_fn(k, configs[k], x) for k in LOSSES}
             steps["segmentation"] = lambda x=x: segment_responses(x["ids"], x["mask"], "subsentence", table)
             times = time_interleaved(steps, args.device, args.repeats)
-            mems = {k: peak_memory(k, T, args) for k in LOSSES}
+            mems = ({k: 0 for k in LOSSES} if args.no_memory else
+                    {k: peak_memory(k, T, args, x, configs[k]) for k in LOSSES})
             for k in LOSSES:
                 print(f"| {T} | {k} | {times[k] * 1e3:.2f} | {times[k] / times['vanilla']:.2f} | "
                       f"{mems[k] / 2**20:.1f} | {mems[k] / max(mems['vanilla'], 1):.2f} |")
+                rows.append(dict(T=T, loss=k, ms=times[k] * 1e3, time_x_vanilla=times[k] / times["vanilla"],
+                                 peak_mib=mems[k] / 2**20, mem_x_vanilla=mems[k] / max(mems["vanilla"], 1)))
+            rows.append(dict(T=T, loss="segmentation", ms=times["segmentation"] * 1e3,
+                             time_x_vanilla=times["segmentation"] / times["vanilla"]))
             print(f"| {T} | segmentation only | {times['segmentation'] * 1e3:.2f} | "
                   f"{times['segmentation'] / times['vanilla']:.2f} | | |")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(dict(conditions=conditions, rows=rows), f, indent=1)
 
 
 if __name__ == "__main__":

@@ -36,26 +36,28 @@ from tests.sspo_reference import ref_segments, ref_sspo_loss
 
 LOSS_RTOL, LOSS_ATOL = 2e-5, 1e-7
 GRAD_RTOL, GRAD_ATOL = 2e-5, 1e-8  # per-token gradients are O(|A| / tokens) ~ 1e-2; atol covers exact zeros
+GRANULARITY_CASES = [("subsentence", "token"), ("subsentence", "segment"), ("sequence", "token")]
 
 
-def bf16_microbatch(model_dir, seed=0):
-    """verl's no-padding micro-batch, bf16 log-probs from the model under CPU bf16 autocast (flat, jagged
-    offsets), and float32 off-policy old log-probs / entropy / μ attached as the V1 trainer does."""
+def bf16_microbatch(model_dir, seed=0, device="cpu"):
+    """verl's no-padding micro-batch, bf16 log-probs from the model under bf16 autocast on ``device`` (flat,
+    jagged offsets), and float32 off-policy old log-probs / entropy / μ attached as the V1 trainer does."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).to(device)
     td = left_right_2_no_padding(build_microbatch(tok, [1.0, -1.0, 1.0, -1.0]))
     ids = td["input_ids"]
     lps, ents = [], []
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
         for seq in ids.unbind():
+            seq = seq.to(device)
             logits = model(input_ids=seq[None]).logits[0]  # (L, V) bf16 under autocast
             assert logits.dtype == torch.bfloat16
             lp = logprobs_from_logits(logits[:-1], seq[1:])  # verl's own, bf16 in -> bf16 out
-            lps.append(torch.cat([lp, lp.new_zeros(1)]))
+            lps.append(torch.cat([lp, lp.new_zeros(1)]).cpu())
             p = torch.softmax(logits.float(), -1)
-            ents.append(-(p * torch.log(p.clamp_min(1e-30))).sum(-1))
+            ents.append(-(p * torch.log(p.clamp_min(1e-30))).sum(-1).cpu())
     flat = torch.cat(lps)  # (Σ L,) bf16
     assert flat.dtype == torch.bfloat16
     offsets = ids.offsets()
@@ -70,14 +72,14 @@ def bf16_microbatch(model_dir, seed=0):
     n_tokens = int(mask.sum())
     mu = float((td["entropy"] * mask).sum() / n_tokens)
     tu.assign_non_tensor(td, dp_size=1, batch_num_tokens=n_tokens, global_batch_size=4, **{ENTROPY_MEAN_KEY: mu})
-    return td, flat, offsets, mu
+    return td.to(device), flat.to(device), offsets.to(device), mu
 
 
 def run_ppo_loss(config, td, flat, offsets):
-    """verl's ``ppo_loss`` under bf16 autocast on log-probs ``flat`` (a fresh leaf of its dtype):
+    """verl's ``ppo_loss`` under bf16 autocast on log-probs ``flat`` (a fresh leaf of its dtype, on its device):
     (loss, d loss / d leaf in the no-padding layout, metrics as floats)."""
     leaf = flat.detach().clone().requires_grad_(True)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(leaf.device.type, dtype=torch.bfloat16):
         log_probs = torch.nested.nested_tensor_from_jagged(leaf, offsets=offsets)
         loss, metrics = losses.ppo_loss(config, {"log_probs": log_probs}, td)
     (grad,) = torch.autograd.grad(loss, leaf)
@@ -90,29 +92,35 @@ def sspo_config(tokenizer_path, **fields):
                        policy_loss=SSPOPolicyLossConfig(tokenizer_path=tokenizer_path, **fields))
 
 
-@pytest.mark.parametrize("granularity,ratio_grad", [("subsentence", "token"), ("subsentence", "segment"),
-                                                    ("sequence", "token")])
-def test_bf16_log_probs_give_the_float64_reference_loss_and_gradient(vocab, granularity, ratio_grad):  # noqa: F811
-    td, flat, offsets, mu = bf16_microbatch(vocab["path"])
+def bf16_against_reference(vocab, granularity, ratio_grad, device="cpu"):
+    """Asserts the module docstring's claims on ``device`` and returns the measured relative errors.
+
+    On CUDA, segment sums are float32 atomics (their order varies), so "bit for bit" becomes 1e-6 relative there.
+    """
+    td, flat, offsets, mu = bf16_microbatch(vocab["path"], device=device)
     config = sspo_config(vocab["path"], granularity=granularity, ratio_grad=ratio_grad, entropy_source="old")
     loss_bf16, grad_bf16, metrics_bf16 = run_ppo_loss(config, td, flat, offsets)
     loss_fp32, grad_fp32, metrics_fp32 = run_ppo_loss(config, td, flat.float(), offsets)
 
     # bf16 in = the same values in float32: SSPO's arithmetic never ran in bf16
+    exact = dict(rtol=0, atol=0) if device == "cpu" else dict(rtol=1e-6, atol=1e-9)
     assert loss_bf16.dtype == torch.float32 and grad_bf16.dtype == torch.bfloat16
-    assert torch.equal(loss_bf16, loss_fp32)
-    assert torch.equal(grad_bf16, grad_fp32.to(torch.bfloat16))  # the engine's one rounding, at the leaf
+    torch.testing.assert_close(loss_bf16, loss_fp32, **exact)
+    if device == "cpu":
+        assert torch.equal(grad_bf16, grad_fp32.to(torch.bfloat16))  # the engine's one rounding, at the leaf
+    else:  # one bf16 rounding of nearly equal float32 values: at most one bf16 ulp apart
+        torch.testing.assert_close(grad_bf16.float(), grad_fp32.to(torch.bfloat16).float(), rtol=2**-7, atol=1e-12)
     for k in ("actor/ppo_kl", "actor/pg_clipfrac", "actor/sspo/ratio_max", "actor/diag/kl_old_new",
               "actor/diag/subsentence/clipfrac"):
         if k in metrics_fp32:
-            assert metrics_bf16[k] == metrics_fp32[k], k
+            assert metrics_bf16[k] == pytest.approx(metrics_fp32[k], rel=exact["rtol"], abs=exact["atol"]), k
 
-    # float64 reference on the same bf16-rounded inputs
+    # float64 reference on the same bf16-rounded inputs, on the CPU
+    td, flat, offsets, grad_fp32 = td.cpu(), flat.cpu(), offsets.cpu(), grad_fp32.cpu()
     mask = td["response_mask"].bool()
     lp64 = no_padding_2_padding(torch.nested.nested_tensor_from_jagged(flat.double(), offsets=offsets), td)
     lp64 = lp64.detach().requires_grad_(True)
-    seg = ref_segments(td["responses"].to_padded_tensor(0) if td["responses"].is_nested else td["responses"], mask,
-                       vocab["pieces"], vocab["specials"], granularity)
+    seg = ref_segments(td["responses"], mask, vocab["pieces"], vocab["specials"], granularity)
     ref_loss, ref_metrics, _ = ref_sspo_loss(
         lp64, td["old_log_probs"].double(), td["advantages"].double(), mask, seg, clip_low=0.2, clip_high=0.28,
         clip_c=3.0, ratio_grad=ratio_grad, entropy=td["entropy"].double(), entropy_mean=mu,
@@ -120,20 +128,37 @@ def test_bf16_log_probs_give_the_float64_reference_loss_and_gradient(vocab, gran
     (ref_grad,) = torch.autograd.grad(ref_loss, lp64)
     grad_padded = no_padding_2_padding(torch.nested.nested_tensor_from_jagged(grad_fp32, offsets=offsets), td)
     assert float(ref_metrics["pg_clipfrac"]) > 0  # clipping happens: the test covers the clipped branches
-    torch.testing.assert_close(loss_fp32.double(), ref_loss.detach(), rtol=LOSS_RTOL, atol=LOSS_ATOL)
-    torch.testing.assert_close((grad_padded * mask).double(), ref_grad * mask, rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    torch.testing.assert_close(loss_fp32.double().cpu(), ref_loss.detach(), rtol=LOSS_RTOL, atol=LOSS_ATOL)
+    got_grad, want_grad = (grad_padded * mask).double(), ref_grad * mask
+    torch.testing.assert_close(got_grad, want_grad, rtol=GRAD_RTOL, atol=GRAD_ATOL)
     for k in ("pg_clipfrac", "ppo_kl"):
         assert metrics_bf16[f"actor/{k}"] == pytest.approx(ref_metrics[k], rel=1e-5, abs=1e-7), k
+    nonzero = want_grad != 0
+    return {"loss_rel_err": abs(float(loss_bf16) - float(ref_loss)) / abs(float(ref_loss)),
+            "grad_max_rel_err": float(((got_grad - want_grad).abs()[nonzero] / want_grad.abs()[nonzero]).max()),
+            "pg_clipfrac": float(ref_metrics["pg_clipfrac"])}
 
 
-def test_bf16_token_granularity_equals_verl_vanilla(vocab):  # noqa: F811
-    """GRPO's loss (verl vanilla) and SSPO at token granularity, entropy clip off, on the same bf16 inputs."""
-    td, flat, offsets, _ = bf16_microbatch(vocab["path"])
+def bf16_token_granularity_equals_vanilla(vocab, device="cpu"):
+    td, flat, offsets, _ = bf16_microbatch(vocab["path"], device=device)
     sspo = run_ppo_loss(sspo_config(vocab["path"], granularity="token", entropy_clip=False), td, flat, offsets)
     vanilla_cfg = ActorConfig(strategy="fsdp2", rollout_n=1, ppo_micro_batch_size_per_gpu=4, clip_ratio_low=0.2,
                               clip_ratio_high=0.28, loss_agg_mode="seq-mean-token-mean",
                               policy_loss=PolicyLossConfig(loss_mode="vanilla"))
     vanilla = run_ppo_loss(vanilla_cfg, td, flat, offsets)
     torch.testing.assert_close(sspo[0], vanilla[0], rtol=1e-6, atol=1e-8)
-    torch.testing.assert_close(sspo[1].float(), vanilla[1].float(), rtol=0, atol=0)  # same bf16 gradient
+    # the same bf16 gradient (on CUDA: within one bf16 rounding of float32 sums taken in another order)
+    tol = dict(rtol=0, atol=0) if device == "cpu" else dict(rtol=2**-7, atol=1e-12)
+    torch.testing.assert_close(sspo[1].float(), vanilla[1].float(), **tol)
     assert sspo[2]["actor/pg_clipfrac"] == pytest.approx(vanilla[2]["actor/pg_clipfrac"], abs=1e-7)
+    return {"loss_rel_diff": abs(float(sspo[0]) - float(vanilla[0])) / abs(float(vanilla[0]))}
+
+
+@pytest.mark.parametrize("granularity,ratio_grad", GRANULARITY_CASES)
+def test_bf16_log_probs_give_the_float64_reference_loss_and_gradient(vocab, granularity, ratio_grad):  # noqa: F811
+    bf16_against_reference(vocab, granularity, ratio_grad)
+
+
+def test_bf16_token_granularity_equals_verl_vanilla(vocab):  # noqa: F811
+    """GRPO's loss (verl vanilla) and SSPO at token granularity, entropy clip off, on the same bf16 inputs."""
+    bf16_token_granularity_equals_vanilla(vocab)
