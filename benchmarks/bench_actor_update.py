@@ -12,7 +12,7 @@ config, on a random-weight Qwen2 with Qwen2.5's vocabulary size (V = 151,936, ti
 hidden 256, 2 layers; ``qwen2-0.5b``: Qwen2.5-0.5B's shape, 0.49B parameters) and a synthetic word-level
 tokenizer of the same size (every 13th piece ends with a comma, so SSPO has subsentences).
 ``--device cpu``: ``hardware=cpu`` (VERL_PLATFORM=cpu, float32, gloo). ``--device cuda``: ``hardware=gpu_1x8``
-with one GPU, VERL_PLATFORM unset (verl's CUDA platform, NCCL), verl's default bf16 mixed precision and
+with one GPU and FSDP2, VERL_PLATFORM unset (verl's CUDA platform, NCCL), verl's default bf16 mixed precision and
 gradient checkpointing, SDPA attention on padded micro-batches (no flash-attn needed), no torch.compile.
 One update = ``update_actor`` on one mini-batch (one optimizer step, lr 0 so every round does the same work) in
 verl's V1 layout: every per-response field nested (jagged); old log-probs and the sampling policy's ``entropy``
@@ -121,6 +121,7 @@ def compose_overrides(variant: str, model_dir: str, args) -> list[str]:
         overrides = ["hardware=cpu", "model=tiny", "rollout=hf"]
     else:
         overrides = ["hardware=gpu_1x8", "trainer.n_gpus_per_node=1", "rollout=hf",
+                     "actor_rollout_ref.actor.strategy=fsdp2",  # FSDP2 as on CPU (verl default fsdp: FSDP1)
                      # SDPA on padded micro-batches: the path that needs no flash-attn (verl default
                      # flash_attention_2 with remove-padding)
                      "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",

@@ -224,10 +224,14 @@ def main(argv=None) -> int:
     parser.add_argument("--small", action="store_true", help="the CPU twin's sizes (seconds per part)")
     parser.add_argument("--check", action="store_true", help="only the check part (imports, wheels), nothing run")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
-    parser.add_argument("--budget", type=float, default=420.0, help="seconds for all parts together")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds for all parts together (default 420; 1200 with --small: the CPU twin checks "
+                             "the code, not the GPU's time)")
     parser.add_argument("--out", default=os.environ.get("OUT") or None, help="results folder (default $OUT)")
     parser.add_argument("--only", default=None, help=argparse.SUPPRESS)  # in-process part (run_part's child)
     args = parser.parse_args(argv)
+    if args.budget is None:
+        args.budget = 1200.0 if args.small else 420.0
     out = Path(args.out or tempfile.mkdtemp(prefix="gpu_proof_out_"))
     out.mkdir(parents=True, exist_ok=True)
     if args.device == "cpu":
