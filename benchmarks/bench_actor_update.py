@@ -306,6 +306,17 @@ def peak_memory(variant: str, args) -> int:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak"]
 
 
+def git_commit() -> str:
+    """The checkout's short commit; ``$GPU_PROOF_COMMIT`` where there is no git (the GPU machine's copy)."""
+    if os.environ.get("GPU_PROOF_COMMIT"):
+        return os.environ["GPU_PROOF_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def memory_estimate(config, model_dir: str) -> int | None:
     """``sspo_verl.preflight.memory.estimate`` of the update phase without its runtime term, in bytes (None where
     the estimate is not there)."""
@@ -418,8 +429,7 @@ def run(args) -> dict:
         if not cuda and not args.no_memory:
             extra = {v: peak_memory(v, args) for v in variants}
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+    commit = git_commit()
     med = statistics.median
     rows = []
     for v in variants:

@@ -248,8 +248,10 @@ def main(argv=None) -> int:
         parser.error(f"--parts: unknown {unknown}; choose from {', '.join(PARTS)}")
     import torch
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=REPO).stdout.strip() or "unknown (no git)"
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_actor_update import git_commit
+
+    commit = git_commit()
     conditions = dict(device=args.device, torch=torch.__version__, python=platform.python_version(), commit=commit,
                       device_name=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                       sizes="small" if args.small else "proof")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU proof's one device call (tests/gpu/gpu_proof.py): install the carried wheels and sspo-verl, then run
 # every part. On the lent GPU machine, from the repository root, with carry [".gpu-wheels"]:
-#     bash tests/gpu/run_gpu_proof.sh            (results and logs under $OUT)
+#     GPU_PROOF_COMMIT=<git rev-parse --short HEAD here> bash tests/gpu/run_gpu_proof.sh   (results under $OUT;
+#     the machine's copy of the tree has no .git, so the commit travels in the command)
 # Built here first: python tests/gpu/gpu_proof_wheels.py build   (manifest: tests/gpu/gpu_proof_wheels.json)
 set -euo pipefail
 OUT=${OUT:-$(mktemp -d)}
