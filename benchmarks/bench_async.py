@@ -20,7 +20,8 @@ time the trainer waits in the replay buffer for finished rollouts. Rollout idle 
 the vLLM engine shares the trainer's slots and generates only while the trainer waits for samples (the async
 trainer aborts it and puts it to sleep at ``on_sample_end`` and resumes it after the weight update), so its idle
 fraction is at least 1 - Σ ``timing_s/gen`` / Σ ``timing_s/step`` (reported as that lower bound; exact when the
-engine is busy whenever the trainer waits). Off-policy evidence per mode: ``training/off_policy/trajectory_staleness/max``,
+engine is busy whenever the trainer waits). Off-policy evidence per mode:
+``training/off_policy/trajectory_staleness/max``,
 ``training/rollout_probs_diff_max`` and ``rollout_corr/k3_kl`` (rollout vs recomputed log-probs).
 
 Runs go algorithm by algorithm, the modes in turned order for every other algorithm, so load drift on a shared
@@ -166,7 +167,8 @@ def main(argv=None) -> int:
         runs.append(run)
         with open(stem + ".json", "w", encoding="utf-8") as fh:  # after every run: a time limit keeps what ran
             json.dump({"conditions": conditions, "steps": args.steps, "runs": runs}, fh, indent=1)
-        print(f"    {_cell(run['steps_per_hour'], '.0f')} steps/h, trainer idle {_cell(run['trainer_idle_frac'], '.2f')}, "
+        print(f"    {_cell(run['steps_per_hour'], '.0f')} steps/h, "
+              f"trainer idle {_cell(run['trainer_idle_frac'], '.2f')}, "
               f"staleness max {run[OFF_POLICY_KEYS[0] + ' (max over steps)']}, "
               f"pg_clipfrac {_cell(run['actor/pg_clipfrac'], '.3f')}, start-up {result.startup_s:.0f} s", flush=True)
     conditions["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())

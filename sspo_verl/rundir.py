@@ -5,8 +5,9 @@ attempt there) and keeps it when a later attempt resumes, so the file always say
 metrics were made. Before a rerun hands over to verl (:func:`prepare_attempt`):
 
 * the config differs from the record in a key that changes training (anything but bookkeeping:
-  :data:`IGNORED_PREFIXES` but :data:`TRAINING_PREFIXES`, :data:`IGNORED_KEYS`) → refused (:class:`RerunRefused`) with the differing keys and
-  the two ways out: a new run name, or ``on_config_change=new_attempt``;
+  :data:`IGNORED_PREFIXES` except :data:`TRAINING_PREFIXES`, :data:`IGNORED_KEYS`) → refused
+  (:class:`RerunRefused`) with the differing keys and the two ways out: a new run name, or
+  ``on_config_change=new_attempt``;
 * ``on_config_change=new_attempt``, or an attempt that starts over (``trainer.resume_mode=disable``, or no
   checkpoint to resume): everything the earlier attempt left — checkpoints, metric logs, TensorBoard files,
   its config record — moves to ``superseded/<YYYYmmdd-HHMMSS>/``; nothing is overwritten or deleted;

@@ -32,7 +32,7 @@ class CPUReplayBuffer(verl_internals.resolve("verl.trainer.ppo.v1.replay_buffer.
 
 
 class CPUReplayBufferAsync(verl_internals.resolve("verl.trainer.ppo.v1.replay_buffer.ReplayBufferAsync")):
-    """verl's ``ReplayBufferAsync`` (colocate_async, separate_async) with ``poll_interval`` = :data:`POLL_INTERVAL_S`."""
+    """verl's ``ReplayBufferAsync`` (asynchronous modes) with ``poll_interval`` = :data:`POLL_INTERVAL_S`."""
 
     def __init__(self, *args, poll_interval: float = POLL_INTERVAL_S, **kwargs):
         super().__init__(*args, poll_interval=poll_interval, **kwargs)
