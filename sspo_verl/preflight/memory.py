@@ -334,9 +334,7 @@ def estimate(config: DictConfig, model_config: Mapping[str, Any], *, flash_ce: O
     params = m * P // shards
     grads = m * P // shards
     optim = states * m * P // shards
-    gathered = b * (2 * shape.root_params + 3 * shape.layer_params) if shards > 1 else 0
-    if shards == 1:
-        notes.append("one GPU: FSDP holds the whole model, nothing extra gathered")
+    gathered = b * (2 * shape.root_params + 3 * shape.layer_params)
 
     # logits of the largest micro-batch
     if flash_ce is None:
@@ -362,7 +360,7 @@ def estimate(config: DictConfig, model_config: Mapping[str, Any], *, flash_ce: O
     }
     T_lp = _tokens_per_micro_batch(config, f"{ROLLOUT}.log_prob_use_dynamic_bsz", f"{ROLLOUT}.log_prob_max_token_len_per_gpu",
                                    f"{ROLLOUT}.log_prob_micro_batch_size_per_gpu")
-    phases["log_prob"] = {"params": params, "optimizer": optim, "gathered": b * (shape.root_params + 2 * shape.layer_params) if shards > 1 else 0,
+    phases["log_prob"] = {"params": params, "optimizer": optim, "gathered": b * (shape.root_params + 2 * shape.layer_params),
                           "logits": LOGIT_COPIES["forward"] * T_lp * shape.vocab * b,
                           "activations": T_lp * a, "runtime": runtime}
 
@@ -437,6 +435,8 @@ def _knobs(config: DictConfig, est: MemoryEstimate, phase: str) -> str:
         dynamic = _get(config, f"{ACTOR}.use_dynamic_bsz", False)
         key = f"{ACTOR}.ppo_max_token_len_per_gpu" if dynamic else f"{ACTOR}.ppo_micro_batch_size_per_gpu"
         knobs.append(f"{key} (now {_get(config, key)}; the logits and activations scale with it)")
+        if not _get(config, f"{MODEL}.enable_gradient_checkpointing", True):
+            knobs.append(f"{MODEL}.enable_gradient_checkpointing=true")
     if phase == "log_prob":
         dynamic = _get(config, f"{ROLLOUT}.log_prob_use_dynamic_bsz", False)
         key = f"{ROLLOUT}.log_prob_max_token_len_per_gpu" if dynamic else f"{ROLLOUT}.log_prob_micro_batch_size_per_gpu"
