@@ -1,4 +1,5 @@
-"""What a node says about itself: its address for the cluster, and whether it can run the trainer."""
+"""What a node says about itself: its address for the cluster, and whether it can run the trainer (the command, the
+shared run directory, verl, the GPUs, the model and tokenizer)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import ipaddress
 import os
 import shutil
 import socket
+from collections.abc import Mapping, Sequence
 
-__all__ = ["head_ip", "node_name", "node_problems"]
+__all__ = ["head_ip", "model_problems", "node_name", "node_problems"]
 
 
 def node_name() -> str:
@@ -82,3 +84,71 @@ def node_problems(train_cmd: str, shared_file: str, want_gpus: int) -> list[str]
         except Exception as exc:
             problems.append(f"cannot count GPUs: {type(exc).__name__}: {exc}")
     return problems
+
+
+def _hub_answers(repo_id: str, endpoint: str, timeout_s: float) -> str | None:
+    """Why the Hub at ``endpoint`` does not serve ``repo_id`` within ``timeout_s`` (None: it does)."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi(endpoint=endpoint).model_info(repo_id, timeout=timeout_s)
+    except Exception as exc:  # connection refused / timeout / 401 / 404: all mean workers cannot download it
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return f"{type(exc).__name__}: {first}"
+    return None
+
+
+def model_problems(paths: Mapping[str, str], timeout_s: float = 10) -> list[str]:
+    """Model / tokenizer paths (config key -> value) this node cannot load: a local path must hold the model's
+    ``config.json`` or the tokenizer files; a Hub id must be in this node's Hugging Face cache (``HF_HUB_CACHE`` /
+    ``HF_HOME``), or, unless ``HF_HUB_OFFLINE=1``, the Hub (``HF_ENDPOINT``) must serve it within ``timeout_s``, as
+    the workers' ``from_pretrained`` will read them. Remote paths (``hdfs://``, ``s3://``, ...) are verl's to copy
+    and are not checked."""
+    from sspo_verl.preflight.files import (
+        MODEL_FILES,
+        REMOTE_PREFIXES,
+        TOKENIZER_FILES,
+        hub_cache_dir,
+        is_hub_id,
+        local_model_dir,
+    )
+
+    problems, asked = [], {}
+    for key, path in paths.items():
+        if not path or path.startswith(REMOTE_PREFIXES):
+            continue
+        wanted = TOKENIZER_FILES if key.endswith("tokenizer_path") else MODEL_FILES
+        found = local_model_dir(path)
+        if found is not None:
+            if not any(os.path.isfile(os.path.join(found, f)) for f in wanted):
+                problems.append(f"{key}={path}: {found} has none of {list(wanted)} on this node")
+            continue
+        share = (f"download it once where every node sees it (HF_HOME=<shared dir> huggingface-cli download {path}, "
+                 f"with HF_HOME exported to the job), or set {key} to a local path every node sees")
+        if not is_hub_id(path):
+            problems.append(f"{key}={path}: no such directory on this node: put the model on storage shared by all "
+                            f"nodes (or the same path on each), or use a Hub id in a shared HF_HOME")
+        elif os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+            problems.append(f"{key}={path}: not in this node's Hugging Face cache ({hub_cache_dir()}) and "
+                            f"HF_HUB_OFFLINE=1: {share}")
+        else:
+            endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+            if path not in asked:
+                asked[path] = _hub_answers(path, endpoint, timeout_s)
+            if asked[path]:
+                problems.append(f"{key}={path}: not in this node's Hugging Face cache ({hub_cache_dir()}) and the Hub "
+                                f"at {endpoint} did not serve it within {timeout_s:g}s ({asked[path]}): {share}")
+    return problems
+
+
+def config_model_paths(overrides: Sequence[str]) -> dict[str, str]:
+    """The model and tokenizer paths of ``sspo-train <overrides>``'s config, composed here as the trainer will
+    compose it (interpolations resolved in this node's environment)."""
+    from omegaconf import OmegaConf
+
+    from sspo_verl.preflight.files import MODEL_KEYS
+    from sspo_verl.train import compose
+
+    config = compose(list(overrides))
+    paths = {key: OmegaConf.select(config, key) for key in MODEL_KEYS}
+    return {key: str(path) for key, path in paths.items() if isinstance(path, str) and path}

@@ -14,14 +14,22 @@ from omegaconf import ListConfig
 
 from sspo_verl.preflight.context import POLICY_LOSS, Context
 
-__all__ = ["REMOTE_PREFIXES", "check_files", "local_model_dir"]
+__all__ = [
+    "MODEL_FILES",
+    "REMOTE_PREFIXES",
+    "TOKENIZER_FILES",
+    "check_files",
+    "hub_cache_dir",
+    "is_hub_id",
+    "local_model_dir",
+]
 
 # Paths verl copies from remote storage itself (verl.utils.fs): not checked here.
 REMOTE_PREFIXES = ("hdfs://", "s3://", "gs://", "oss://", "http://", "https://")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # What verl loads from a model directory: the config, and a tokenizer (verl.utils.hf_tokenizer).
-_MODEL_FILES = ("config.json",)
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+MODEL_FILES = ("config.json",)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 MODEL_KEYS = ("actor_rollout_ref.model.path", "actor_rollout_ref.model.tokenizer_path", f"{POLICY_LOSS}.tokenizer_path")
 
 
@@ -41,12 +49,17 @@ def _local(path: str) -> str:
     return os.path.expanduser(path.removeprefix("file://"))
 
 
-def _hub_cache_dir() -> str:
+def hub_cache_dir() -> str:
     """The Hugging Face hub cache as transformers in verl's workers will see it (read at call time)."""
     if os.environ.get("HF_HUB_CACHE"):
         return os.environ["HF_HUB_CACHE"]
     home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
     return os.path.join(home, "hub")
+
+
+def is_hub_id(path: str) -> bool:
+    """Whether a model path is a Hub id (``org/name``, not a local path)."""
+    return not _looks_local(path) and bool(_HUB_ID.match(path))
 
 
 def local_model_dir(path: Optional[str]) -> Optional[str]:
@@ -59,8 +72,8 @@ def local_model_dir(path: Optional[str]) -> Optional[str]:
     if _HUB_ID.match(path):
         from huggingface_hub import try_to_load_from_cache
 
-        for name in _MODEL_FILES + _TOKENIZER_FILES:
-            found = try_to_load_from_cache(path, name, cache_dir=_hub_cache_dir())
+        for name in MODEL_FILES + TOKENIZER_FILES:
+            found = try_to_load_from_cache(path, name, cache_dir=hub_cache_dir())
             if isinstance(found, str):
                 return os.path.dirname(found)
     return None
@@ -125,7 +138,7 @@ def _check_model_path(ctx: Context, key: str, path: str, setup_hint: Optional[st
                 "config.json and the tokenizer files), or at a Hub id in the local cache.",
             )
             return
-        wanted = _TOKENIZER_FILES if key.endswith("tokenizer_path") else _MODEL_FILES
+        wanted = TOKENIZER_FILES if key.endswith("tokenizer_path") else MODEL_FILES
         if not os.path.isdir(directory) or not any(os.path.isfile(os.path.join(directory, f)) for f in wanted):
             ctx.error(
                 "files",
@@ -138,7 +151,7 @@ def _check_model_path(ctx: Context, key: str, path: str, setup_hint: Optional[st
     ctx.error(
         "files",
         f"{key}={path} is neither a local directory nor a Hub id in the local Hugging Face cache "
-        f"({_hub_cache_dir()}): every Ray worker would try to download it at start-up, and fail minutes later where "
+        f"({hub_cache_dir()}): every Ray worker would try to download it at start-up, and fail minutes later where "
         f"there is no network. Download it once (`huggingface-cli download {path}`, on shared storage for a "
         f"cluster: `--local-dir DIR` then {key}=DIR), or set preflight.allow_hub_download=true to let verl fetch it.",
     )

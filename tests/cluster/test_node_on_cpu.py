@@ -9,6 +9,7 @@ import ipaddress
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,71 @@ def test_node_check_reports_every_problem_on_one_line(monkeypatch, tmp_path, cap
     assert f"cannot see {missing}: RUNS_ROOT must be on a filesystem shared by all nodes" in line
     assert "RuntimeError: loss_mode=sspo is not registered" in line
     assert "torch sees 0 GPU(s), expected 1" in line  # CPU-only torch here
+
+
+# ------------------------------------------------------------------ the model and tokenizer, from this node
+HUB_ID = "Qwen/Qwen2.5-Math-1.5B"
+MODEL = "actor_rollout_ref.model.path"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again on return: nothing listens there
+
+
+def test_a_local_model_directory_loads_and_a_missing_or_empty_one_is_named(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "tokenizer_config.json").write_text("{}")
+    tokenizer_key = "actor_rollout_ref.model.tokenizer_path"
+    assert node.model_problems({MODEL: str(model), tokenizer_key: str(model)}) == []
+    assert node.model_problems({MODEL: "hdfs://cluster/models/x"}) == []  # verl copies remote paths itself
+    (problem,) = node.model_problems({MODEL: str(tmp_path / "absent")})
+    assert problem.startswith(f"{MODEL}={tmp_path / 'absent'}: no such directory on this node")
+    assert "storage shared by all nodes" in problem
+    (model / "tokenizer_config.json").unlink()
+    (problem,) = node.model_problems({tokenizer_key: str(model)})
+    assert f"{tokenizer_key}={model}: {model} has none of ['tokenizer.json'" in problem
+
+
+def test_a_hub_id_needs_this_nodes_cache_or_the_hub(tmp_path, monkeypatch):
+    from tests.preflight.configs import fake_hub_snapshot
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (problem,) = node.model_problems({MODEL: HUB_ID})
+    assert f"{MODEL}={HUB_ID}: not in this node's Hugging Face cache ({tmp_path / 'hf'}) and HF_HUB_OFFLINE=1" in problem
+    assert f"huggingface-cli download {HUB_ID}" in problem and "HF_HOME" in problem
+    fake_hub_snapshot(tmp_path / "hf", HUB_ID)
+    assert node.model_problems({MODEL: HUB_ID}) == []
+
+
+def test_a_hub_that_does_not_answer_is_named_within_the_bound(tmp_path, monkeypatch):
+    """HF_ENDPOINT at a closed loopback port: the real huggingface_hub client, never the internet."""
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    start = time.monotonic()
+    problems = node.model_problems({MODEL: HUB_ID, "actor_rollout_ref.model.tokenizer_path": HUB_ID}, timeout_s=3)
+    assert time.monotonic() - start < 10
+    assert len(problems) == 2  # both keys named, the Hub asked once
+    assert f"the Hub at {endpoint} did not serve it within 3s" in problems[0]
+    assert f"huggingface-cli download {HUB_ID}" in problems[0]
+
+
+def test_node_check_composes_the_trainers_config_for_the_model(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", VENV_BIN + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("SLURMD_NODENAME", "n7")
+    monkeypatch.setenv("SSPO_TINY_DIR", str(tmp_path / "tiny"))  # model=tiny's path: $SSPO_TINY_DIR/model
+    shared = tmp_path / "shared"
+    shared.touch()
+    assert main(["node-check", f"--shared-file={shared}", "--", "model=tiny", "rollout=hf", "hardware=cpu"]) == 1
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith(f"SSPO_NODE_FAIL n7: {MODEL}={tmp_path / 'tiny' / 'model'}: no such directory on this node")
+    (tmp_path / "tiny" / "model").mkdir(parents=True)
+    (tmp_path / "tiny" / "model" / "config.json").write_text("{}")
+    assert main(["node-check", f"--shared-file={shared}", "--", "model=tiny", "rollout=hf", "hardware=cpu"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "SSPO_NODE_OK n7"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -113,17 +114,45 @@ def _fail(cluster: SlurmCluster, job: int, timeout: float = 240) -> str:
     return launcher
 
 
-def test_run_dir_not_shared_by_a_node_is_named_before_ray_starts(fresh_slurm_cluster):
+def test_run_dir_not_shared_by_a_node_is_named_before_ray_starts(fresh_slurm_cluster, tiny_model_dir):
     cluster = fresh_slurm_cluster
     (cluster.base / "runs").mkdir()
+    shutil.copytree(tiny_model_dir, cluster.base / "tiny" / "model")  # model=tiny's path, seen by both nodes
     # n2 gets a node-local, empty runs directory: what RUNS_ROOT on a node's /tmp or scratch looks like
     cluster.in_node("n2", "mount", "-t", "tmpfs", "local", str(cluster.base / "runs"))
-    job = submit(cluster, "model=tiny", PREFLIGHT="1", RUN_NAME="unshared")
+    job = submit(cluster, "model=tiny", PREFLIGHT="1", RUN_NAME="unshared", NET_IFACE="eth0")
     launcher = _fail(cluster, job)
     assert re.search(r"node check failed: n2: cannot see \S+/runs/unshared/\.visible-from-all-nodes: RUNS_ROOT must "
                      r"be on a filesystem shared by all nodes", launcher), launcher
-    assert "n1:" not in launcher.split("node check failed:")[1]  # n1 passed: verl imports, SSPO registered
+    # n1 passed: verl imports, SSPO registered, the model loads there, and the all_reduce across both nodes over
+    # eth0 (gloo) succeeded; n2 took part in it too (its only problem is the run directory)
+    assert "SSPO_NODE_OK n1" in launcher and "n1:" not in launcher.split("node check failed:")[1]
+    assert "all_reduce" not in launcher.split("node check failed:")[1]
     assert "ray-head-n1.log" not in {p.name for p in (cluster.base / "runs" / "unshared" / "logs").iterdir()}
+    assert_torn_down(cluster)
+
+
+def test_a_net_iface_that_does_not_join_the_nodes_fails_the_node_check_in_seconds(fresh_slurm_cluster, tiny_model_dir):
+    """The issue's 30-minute hang: NET_IFACE names an interface every node has, on no common network. The node
+    check's all_reduce (gloo over GLOO_SOCKET_IFNAME=ib0) fails within COLLECTIVE_TIMEOUT, naming it, before Ray."""
+    cluster = fresh_slurm_cluster
+    cluster.add_interface("n1", "ib0", "10.251.0.1/24")
+    cluster.add_interface("n2", "ib0", "10.251.0.2/24")  # same subnet, other wire: n2 cannot reach n1 over it
+    shutil.copytree(tiny_model_dir, cluster.base / "tiny" / "model")
+    job = submit(cluster, "model=tiny", PREFLIGHT="1", RUN_NAME="wrong-iface", NET_IFACE="ib0", COLLECTIVE_TIMEOUT="10")
+    launcher = _fail(cluster, job)
+    failed = launcher.split("node check failed:")[1]
+    for node, rank in (("n1", 0), ("n2", 1)):
+        assert f"{node}: all_reduce of rank {rank}/2 over GLOO_SOCKET_IFNAME=ib0 (NET_IFACE) via 10.251.0.1:6380 " \
+               "failed after" in failed, launcher
+    assert "Set NET_IFACE to the interface on the network that joins the nodes" in failed
+    stamps = {what: stamp for stamp, what in
+              re.findall(r"\[sspo-slurm (\S+ \S+)\] (checking 2 node\(s\)|ERROR: node check failed)", launcher)}
+    began, ended = (time.mktime(time.strptime(stamps[k], "%Y-%m-%d %H:%M:%S"))
+                    for k in ("checking 2 node(s)", "ERROR: node check failed"))
+    print(f"node check with a wrong NET_IFACE failed after {ended - began:.0f} s (COLLECTIVE_TIMEOUT=10): {failed}")
+    assert ended - began < 120  # the imports on 2 shared cores + COLLECTIVE_TIMEOUT, not nccl_timeout (30 min)
+    assert not (cluster.base / "runs" / "wrong-iface" / "logs" / "ray-head-n1.log").exists()
     assert_torn_down(cluster)
 
 
