@@ -52,6 +52,20 @@ def head_ip(iface: str | None = None) -> str:
     raise LookupError(f"no non-loopback IPv4 address on {node_name()}: set NET_IFACE=<interface> or HEAD_IP")
 
 
+def _why_no_cuda() -> str:
+    """``: <why torch cannot use CUDA here>`` (the pre-flight's diagnosis: CPU-only torch, driver too old for
+    torch's CUDA with the minimum named), or ``""``."""
+    from sspo_verl.preflight.cuda import cuda_problem, torch_cuda_here
+    from sspo_verl.preflight.gpu import query_gpus
+
+    try:
+        gpus = query_gpus(os.environ, 20)
+    except RuntimeError as exc:  # a hung nvidia-smi
+        return f": {exc}"
+    why = cuda_problem(torch_cuda_here(), gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return f": {why}" if why else ""
+
+
 def node_problems(train_cmd: str, shared_file: str, want_gpus: int) -> list[str]:
     """Why this node cannot run its part of the job (empty: it can).
 
@@ -80,7 +94,7 @@ def node_problems(train_cmd: str, shared_file: str, want_gpus: int) -> list[str]
             n = torch.cuda.device_count()
             if n < want_gpus:
                 problems.append(f"torch sees {n} GPU(s), expected {want_gpus} "
-                                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')})")
+                                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}){_why_no_cuda()}")
         except Exception as exc:
             problems.append(f"cannot count GPUs: {type(exc).__name__}: {exc}")
     return problems

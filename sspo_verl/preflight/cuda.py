@@ -10,10 +10,20 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Optional
 
+from sspo_verl.preflight.gpu import GpuInfo
+
 if TYPE_CHECKING:
     from sspo_verl.preflight.context import Context
 
-__all__ = ["MIN_DRIVER", "TorchCuda", "check_cuda", "min_driver", "probe_torch_cuda"]
+__all__ = [
+    "MIN_DRIVER",
+    "TorchCuda",
+    "check_cuda",
+    "cuda_problem",
+    "min_driver",
+    "probe_torch_cuda",
+    "torch_cuda_here",
+]
 
 # The oldest Linux driver each CUDA major runs on under minor-version compatibility, which is what pip's torch
 # wheels rely on (they carry their own CUDA runtime, so the driver only has to reach the floor of that runtime's
@@ -24,22 +34,24 @@ __all__ = ["MIN_DRIVER", "TorchCuda", "check_cuda", "min_driver", "probe_torch_c
 MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580"}
 
 _RESULT = "SSPO_TORCH_CUDA "
-# What the subprocess runs: nothing here touches CUDA before torch.cuda.init(), whose error is the one to report.
-PROBE_CODE = f"""
-import json
-r = {{"torch": None, "cuda": None, "available": False, "device_count": 0, "error": None}}
-try:
-    import torch
-    r["torch"], r["cuda"] = torch.__version__, torch.version.cuda
+# What torch says about CUDA; nothing here touches CUDA before torch.cuda.init(), whose error is the one to report.
+# Run in a fresh subprocess (PROBE_CODE) by the pre-flight, in-process by the Slurm node check (torch_cuda_here).
+_REPORT_FN = """
+def _torch_cuda_report():
+    r = {"torch": None, "cuda": None, "available": False, "device_count": 0, "error": None}
     try:
-        torch.cuda.init()
+        import torch
+        r["torch"], r["cuda"] = torch.__version__, torch.version.cuda
+        try:
+            torch.cuda.init()
+        except Exception as e:
+            r["error"] = f"{type(e).__name__}: {e}"
+        r["available"], r["device_count"] = torch.cuda.is_available(), torch.cuda.device_count()
     except Exception as e:
-        r["error"] = f"{{type(e).__name__}}: {{e}}"
-    r["available"], r["device_count"] = torch.cuda.is_available(), torch.cuda.device_count()
-except Exception as e:
-    r["error"] = f"{{type(e).__name__}}: {{e}}"
-print({_RESULT!r} + json.dumps(r), flush=True)
+        r["error"] = f"{type(e).__name__}: {e}"
+    return r
 """
+PROBE_CODE = f"import json\n{_REPORT_FN}\nprint({_RESULT!r} + json.dumps(_torch_cuda_report()), flush=True)\n"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +94,13 @@ def probe_torch_cuda(env: Mapping[str, str], timeout_s: float, command: Optional
     raise RuntimeError(f"`{shown}` exited with status {out.returncode} and no result: {' | '.join(tail) or 'no output'}")
 
 
+def torch_cuda_here() -> TorchCuda:
+    """What torch in this process says about CUDA (the same code as the subprocess probe)."""
+    namespace: dict = {}
+    exec(_REPORT_FN, namespace)  # noqa: S102 - our own constant
+    return TorchCuda(**namespace["_torch_cuda_report"]())
+
+
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(".") if p.isdigit())
 
@@ -111,8 +130,6 @@ def check_cuda(ctx: Context) -> None:
         return  # a hung nvidia-smi: the cluster check reports it
     if gpus == []:
         return  # no NVIDIA device on this node (the cluster check's concern): nothing for torch to use
-    driver = gpus[0].driver_version if gpus else None  # None: device files but no readable nvidia-smi
-    node = f"{len(gpus)} NVIDIA GPU(s), driver {driver}" if gpus else "NVIDIA device files (driver version unknown)"
     timeout_s = float(ctx.get("preflight.cuda_probe_timeout_s", 120))
     try:
         torch_cuda = ctx.cuda_probe(ctx.env, timeout_s)
@@ -124,40 +141,42 @@ def check_cuda(ctx: Context) -> None:
             "if torch only imports slowly, or skip the check with preflight.check_cuda=false.",
         )
         return
-    where = f"this node has {node}"
+    problem = cuda_problem(torch_cuda, gpus, ctx.env.get("CUDA_VISIBLE_DEVICES"))
+    if problem:
+        ctx.error("cuda", f"trainer.device=cuda, {problem}")
+
+
+def cuda_problem(torch_cuda: TorchCuda, gpus: Optional[Sequence[GpuInfo]], cuda_visible_devices: Optional[str]) -> Optional[str]:
+    """Why torch cannot use this node's GPUs, with the fix (None: it can). Shared by this check (the driver's node)
+    and the Slurm node check (every node).
+
+    Args:
+        torch_cuda: what torch says (:func:`probe_torch_cuda`, or :func:`torch_cuda_here`).
+        gpus: the node's inventory (:func:`sspo_verl.preflight.gpu.query_gpus`; None: unknown).
+        cuda_visible_devices: the process's ``CUDA_VISIBLE_DEVICES``, for the message.
+    """
+    driver = gpus[0].driver_version if gpus else None
+    where = (f"this node has {len(gpus)} NVIDIA GPU(s), driver {driver}" if gpus else
+             "this node's NVIDIA driver is unknown (no readable nvidia-smi)")
     if torch_cuda.torch is None:
-        ctx.error(
-            "cuda",
-            f"trainer.device=cuda, {where}, but torch does not import in a fresh Python ({torch_cuda.error}). "
-            'Install the GPU stack: pip install -e ".[gpu,math]" (torch 2.11 built for CUDA 13.0).',
-        )
-    elif torch_cuda.cuda is None:
-        ctx.error(
-            "cuda",
-            f"trainer.device=cuda, {where}, but torch {torch_cuda.torch} is a CPU-only build "
-            "(torch.version.cuda is None): every GPU worker would fail. Install the GPU stack in this environment "
-            '(pip install -e ".[gpu,math]": torch 2.11 built for CUDA 13.0, from PyPI), or run the CPU backend '
-            "with hardware=cpu.",
-        )
-    elif not torch_cuda.available or torch_cuda.device_count == 0:
-        need = min_driver(torch_cuda.cuda)
-        if driver and need and _version(driver) < _version(need):
-            runs = _driver_cuda_major(driver)
-            ctx.error(
-                "cuda",
-                f"trainer.device=cuda, but the NVIDIA driver {driver} on this node is too old for torch "
-                f"{torch_cuda.torch}, built for CUDA {torch_cuda.cuda}: CUDA {torch_cuda.cuda.split('.')[0]}.x needs "
-                f"driver >= {need} (NVIDIA's minor-version compatibility table). torch.cuda.init(): "
-                f"{torch_cuda.error}. Upgrade the driver to >= {need}, or install a torch built for CUDA "
-                f"{runs if runs else 'that your driver supports'}.x (the cu{runs or ''}* indexes of "
-                "https://download.pytorch.org/whl/; vLLM then needs its build for that CUDA too).",
-            )
-        else:
-            ctx.error(
-                "cuda",
-                f"trainer.device=cuda, {where}, but torch {torch_cuda.torch} (CUDA {torch_cuda.cuda}) cannot use "
-                f"them: is_available={torch_cuda.available}, device_count={torch_cuda.device_count}, "
-                f"torch.cuda.init(): {torch_cuda.error}. CUDA_VISIBLE_DEVICES={ctx.env.get('CUDA_VISIBLE_DEVICES')}. "
-                "Check the node (nvidia-smi, a GPU in an error state, the container's --gpus / --nv), or run the "
-                "CPU backend with hardware=cpu.",
-            )
+        return (f"{where}, but torch does not import in a fresh Python ({torch_cuda.error}). Install the GPU "
+                'stack: pip install -e ".[gpu,math]" (torch 2.11 built for CUDA 13.0).')
+    if torch_cuda.cuda is None:
+        return (f"{where}, but torch {torch_cuda.torch} is a CPU-only build (torch.version.cuda is None): every "
+                'GPU worker would fail. Install the GPU stack in this environment (pip install -e ".[gpu,math]": '
+                "torch 2.11 built for CUDA 13.0, from PyPI), or run the CPU backend with hardware=cpu.")
+    if torch_cuda.available and torch_cuda.device_count > 0:
+        return None
+    need = min_driver(torch_cuda.cuda)
+    if driver and need and _version(driver) < _version(need):
+        runs = _driver_cuda_major(driver)
+        return (f"but the NVIDIA driver {driver} on this node is too old for torch {torch_cuda.torch}, built for "
+                f"CUDA {torch_cuda.cuda}: CUDA {torch_cuda.cuda.split('.')[0]}.x needs driver >= {need} (NVIDIA's "
+                f"minor-version compatibility table). torch.cuda.init(): {torch_cuda.error}. Upgrade the driver to "
+                f">= {need}, or install a torch built for CUDA {runs if runs else 'that your driver supports'}.x "
+                f"(the cu{runs or ''}* indexes of https://download.pytorch.org/whl/; vLLM then needs its build for "
+                "that CUDA too).")
+    return (f"{where}, but torch {torch_cuda.torch} (CUDA {torch_cuda.cuda}) cannot use them: "
+            f"is_available={torch_cuda.available}, device_count={torch_cuda.device_count}, torch.cuda.init(): "
+            f"{torch_cuda.error}. CUDA_VISIBLE_DEVICES={cuda_visible_devices}. Check the node (nvidia-smi, a GPU in "
+            "an error state, the container's --gpus / --nv), or run the CPU backend with hardware=cpu.")

@@ -134,3 +134,22 @@ def test_node_check_composes_the_trainers_config_for_the_model(monkeypatch, tmp_
     (tmp_path / "tiny" / "model" / "config.json").write_text("{}")
     assert main(["node-check", f"--shared-file={shared}", "--", "model=tiny", "rollout=hf", "hardware=cpu"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "SSPO_NODE_OK n7"
+
+
+def test_node_check_says_why_torch_sees_no_gpu(monkeypatch, tmp_path, capsys):
+    """The pre-flight's CUDA diagnosis on each node: a stand-in nvidia-smi lists 8 GPUs, this torch is CPU-only."""
+    import torch
+
+    from tests.preflight.test_cuda_on_cpu import _node
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    node_env = _node(tmp_path, "580.65.06")
+    monkeypatch.setenv("PATH", VENV_BIN + os.pathsep + node_env["PATH"])
+    monkeypatch.setenv("SLURMD_NODENAME", "n7")
+    shared = tmp_path / "shared"
+    shared.touch()
+    assert main(["node-check", f"--shared-file={shared}", "--gpus=8"]) == 1
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("SSPO_NODE_FAIL n7: torch sees 0 GPU(s), expected 8 (CUDA_VISIBLE_DEVICES=None): this node "
+                           f"has 8 NVIDIA GPU(s), driver 580.65.06, but torch {torch.__version__} is a CPU-only")
+    assert "(torch.version.cuda is None)" in line and 'pip install -e ".[gpu,math]"' in line
