@@ -4,12 +4,13 @@ Layers (each imports only what is listed above it):
     sspo_verl.core       SSPO's math in plain torch (segmentation, ratio, clip bounds, loss, advantage,
                          diagnostics); imports no verl, Ray, Hydra or OmegaConf
     sspo_verl.patching   the one mechanism that replaces a name verl or torch binds (:class:`~sspo_verl.patching.Patch`)
+    sspo_verl.known_warnings  the third-party warnings silenced by message and module; imports nothing of ours
     sspo_verl.cpu        the CPU backend (platform, FSDP on CPU, ``hf`` and vLLM rollouts, three patches); active
                          only with ``VERL_PLATFORM=cpu``; imports verl, torch and ``patching``
     sspo_verl.adapter    what verl loads in every process (``verl.plugins`` entry point): ``loss_mode=sspo``,
                          ``adv_estimator=sspo``, the config dataclass, four patches; imports verl, ``core``,
-                         ``patching``, and activates ``cpu`` on CPU runs
-    drivers              ``sspo-train`` (``train``, ``preflight``: import verl), ``sspo-data``, the math reward,
+                         ``patching``, ``known_warnings``, and activates ``cpu`` on CPU runs
+    drivers              ``sspo-train`` (``train``, ``preflight``: import verl; ``rundir``, ``root_cause``), ``sspo-data``, the math reward,
                          ``sspo-eval``, ``sspo-report``, the demo (``data``, ``reward``, ``eval``, ``report``,
                          ``demo``: no verl import)
 

@@ -18,6 +18,10 @@ metrics were made. Before a rerun hands over to verl (:func:`prepare_attempt`):
 
 An "earlier attempt" is a checkpoint (``global_step_*``) or a non-empty metric log in the run dir; a record alone
 (a dry run, or a run that died before its first step) is replaced.
+
+Hydra creates the run dir, its launch record (``.hydra/<time>/``) and its log file before ``sspo-train`` can check
+anything; a :class:`Footprint` taken before that lets a launch that trains nothing (refused, a dry run, a finished
+run) take them back: a run dir it created goes, one that existed keeps every byte it had.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import glob
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Optional
 
 __all__ = [
     "IGNORED_KEYS",
     "IGNORED_PREFIXES",
+    "Footprint",
     "ON_CONFIG_CHANGE",
     "RECORD",
     "RerunRefused",
@@ -52,6 +58,62 @@ IGNORED_KEYS = frozenset({"dry_run", "output_dir", "data_dir", "on_config_change
 # prompts in flight, which a synchronous resume would drop. [ours]
 TRAINING_PREFIXES = ("trainer.v1.",)
 SUPERSEDED_DIR = "superseded"
+HYDRA_DIR = ".hydra"  # Hydra's launch records (hydra.output_subdir=.hydra/<time> in sspo_trainer.yaml)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """A directory's state before a launch wrote into it, enough to take back what the launch added.
+
+    Take it with :meth:`before` ahead of Hydra's job set-up; :meth:`undo` then removes the directory and the
+    parents the launch created, or, when it existed, the launch's records (what is new in ``.hydra/``) and its log
+    files (a new one deleted, an older one cut back to its size and time: Hydra appends). Nothing else in
+    an existing directory is touched (another process may be writing there).
+    """
+
+    path: str
+    created_root: Optional[str]  # the top-most directory that did not exist (None: ``path`` existed)
+    hydra_entries: Optional[frozenset[str]]  # what ``.hydra/`` held (None: no ``.hydra/``)
+    sizes: tuple[tuple[str, int, int], ...]  # (name, size, mtime_ns) of the regular files directly in ``path``
+
+    @classmethod
+    def before(cls, path: str) -> "Footprint":
+        path = os.path.abspath(path)
+        created_root, parent = None, path
+        while not os.path.exists(parent):
+            created_root, parent = parent, os.path.dirname(parent)
+        sizes: tuple = ()
+        hydra_dir = os.path.join(path, HYDRA_DIR)
+        hydra_entries = frozenset(os.listdir(hydra_dir)) if os.path.isdir(hydra_dir) else None
+        if created_root is None and os.path.isdir(path):
+            with os.scandir(path) as entries:
+                sizes = tuple(
+                    (e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file(follow_symlinks=False)
+                )
+        return cls(path, created_root, hydra_entries, sizes)
+
+    def undo(self, log_files: Sequence[str] = ()) -> None:
+        """Remove what the launch added (see the class docstring); ``log_files`` must be closed already."""
+        if self.created_root is not None:
+            shutil.rmtree(self.created_root, ignore_errors=True)
+            return
+        hydra_dir = os.path.join(self.path, HYDRA_DIR)
+        if self.hydra_entries is None:
+            shutil.rmtree(hydra_dir, ignore_errors=True)
+        elif os.path.isdir(hydra_dir):
+            for name in set(os.listdir(hydra_dir)) - self.hydra_entries:
+                shutil.rmtree(os.path.join(hydra_dir, name), ignore_errors=True)
+        before = {name: (size, mtime_ns) for name, size, mtime_ns in self.sizes}
+        for log_file in log_files:
+            log_file = os.path.abspath(log_file)
+            if os.path.dirname(log_file) != self.path or not os.path.isfile(log_file):
+                continue
+            name = os.path.basename(log_file)
+            if name not in before:
+                os.remove(log_file)
+            elif os.path.getsize(log_file) > before[name][0]:
+                os.truncate(log_file, before[name][0])
+                os.utime(log_file, ns=(os.stat(log_file).st_atime_ns, before[name][1]))
 
 
 class RerunRefused(ValueError):

@@ -50,8 +50,10 @@ from pathlib import Path
 from typing import Optional
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sspo_verl.known_warnings import silence_driver_platform_probe
 from sspo_verl.preflight import Finding, PreflightError, run_preflight
 
 __all__ = ["CONFIG_NAME", "compose", "config_dir", "main", "register_resolvers", "run"]
@@ -67,6 +69,10 @@ _stop_signal: Optional[int] = None  # the signal that stopped this run (set by _
 _TENSORBOARD_ENV = "TENSORBOARD_DIR"
 # Run directories used by earlier jobs of the current sweep (a multirun): two jobs must never share one.
 _RUN_DIRS: set[str] = set()
+# Run dirs as they were before this launch's Hydra set-up (LaunchFootprint), and whether run() handed over to verl.
+_FOOTPRINTS: dict = {}
+_handed_over = False
+_last_word: Optional[str] = None  # why a run ended early (run() logs it; main() says it again after Hydra's report)
 
 
 def config_dir() -> str:
@@ -98,10 +104,16 @@ def _abspath(path) -> str:
     return os.path.abspath(os.path.expanduser(str(path)))
 
 
+def _readme() -> str:
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    return str(readme) if readme.is_file() else "README.md of the sspo-verl source"
+
+
 def register_resolvers() -> None:
     """Register the config's resolvers (idempotent): ``${sspo.div:a,b}`` = a / b, an exact integer division
-    (else an error naming the keys), and ``${sspo.abspath:p}`` = the absolute path of ``p`` with ``~`` expanded."""
-    for name, fn in (("sspo.div", _div), ("sspo.abspath", _abspath)):
+    (else an error naming the keys), ``${sspo.abspath:p}`` = the absolute path of ``p`` with ``~`` expanded, and
+    ``${sspo.readme:}`` = where the README is (``--help``)."""
+    for name, fn in (("sspo.div", _div), ("sspo.abspath", _abspath), ("sspo.readme", _readme)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -227,18 +239,29 @@ def _finished_at(config: DictConfig) -> Optional[int]:
     return int(step) if step.isdigit() and int(step) >= int(total) else None
 
 
-def _ended_early(exc: BaseException, config: DictConfig) -> str:
-    """One line on why a run ended before its last step and where rerunning the same command goes on from."""
+def _ended_early(exc: BaseException, config: DictConfig, first_error=None) -> str:
+    """One line on why a run ended before its last step and where rerunning the same command goes on from.
+
+    ``first_error``: the earliest error a Ray process printed before the failure
+    (:class:`sspo_verl.root_cause.ProcessError`); named as the cause when the exception is not itself a dead
+    worker, a signal or Ctrl-C (e.g. verl's replay buffer finding no trajectories after the rollout engine died).
+    """
     text = str(exc)
     dead = re.search(r"class_name: (\S+)\s+actor_id: \S+\s+pid: (\d+)", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    raised = f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
     if dead:
         why = f"the Ray worker {dead.group(1).rsplit('.', 1)[-1]} (pid {dead.group(2)}) died"
     elif _stop_signal is not None:  # _exit_on_sigterm (Ray turns its SystemExit into SystemExit(1) in ray.get)
         why = f"stopped by {signal.Signals(_stop_signal).name}"
     elif isinstance(exc, KeyboardInterrupt):
         why = "interrupted"
+    elif first_error is not None and first_error.error not in text:
+        why = f"{first_error} came first; the error raised after it ({raised}) follows from it"
+    elif first_error is not None:
+        why = str(first_error)
     else:
-        why = f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
+        why = raised
     mode = str(config.trainer.get("resume_mode", "auto"))
     checkpoint = _resume_from(config)
     if mode == "auto":
@@ -337,21 +360,28 @@ def run(config: DictConfig) -> Optional[DictConfig]:
     import ray
     from verl.trainer.main_ppo import main as verl_main  # after the CPU backend's environment is in place
 
-    global _stop_signal
+    global _stop_signal, _handed_over, _last_word
     _stop_signal = None
+    _handed_over = True  # from here on the run dir keeps this launch's record and log
+    from sspo_verl.root_cause import ErrorWatch
+
     started_ray, started_at = not ray.is_initialized(), time.time()
+    watch = ErrorWatch()
+    watch.install()  # the errors Ray's processes print, for the note below
     try:
         with _sigterm_kept_over(ray):
             verl_main(config)  # hydra.main passes a given config straight to verl's task function
     except BaseException as exc:  # a dead worker, SIGTERM's SystemExit, Ctrl-C: say where a rerun goes on from
         try:
-            logger.error("sspo-train: %s", _ended_early(exc, config))
+            _last_word = _ended_early(exc, config, watch.first_cause())
+            logger.error("sspo-train: %s", _last_word)
         except Exception:  # noqa: BLE001 -- the note must never hide the run's own error
             pass
         if _stop_signal is not None:
             raise SystemExit(128 + _stop_signal) from exc  # the shell's convention, whatever Ray made of it
         raise
     finally:
+        watch.uninstall()
         if started_ray and ray.is_initialized():
             ray.shutdown()
         if started_ray and os.environ.get("VERL_PLATFORM") == "cpu":
@@ -382,13 +412,71 @@ def _sigterm_kept_over(ray_module):
         ray_module.init = real_init
 
 
+class LaunchFootprint(Callback):
+    """Hydra callback (``hydra.callbacks`` in ``sspo_trainer.yaml``): the run dirs' :class:`~sspo_verl.rundir.Footprint`
+    before Hydra creates them and writes its launch record and log file there, so that a refused launch, or the
+    rerun of a finished run, leaves them as they were (:func:`_take_back`; a dry run keeps its record)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from sspo_verl.rundir import Footprint
+
+        HydraConfig.instance().set_config(config)  # for ${hydra:...} in the run dir; Hydra's job set-up does the same
+        _FOOTPRINTS.clear()
+        _FOOTPRINTS[os.path.abspath(str(config.hydra.run.dir))] = Footprint.before(str(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from sspo_verl.rundir import Footprint
+
+        HydraConfig.instance().set_config(config)
+        _FOOTPRINTS.clear()
+        sweep_dir = os.path.abspath(str(config.hydra.sweep.dir))
+        _FOOTPRINTS[sweep_dir] = Footprint.before(sweep_dir)  # the job dirs not in it are this sweep's
+        if os.path.isdir(sweep_dir):
+            for entry in os.scandir(sweep_dir):
+                if entry.is_dir(follow_symlinks=False):
+                    _FOOTPRINTS[entry.path] = Footprint.before(entry.path)
+
+
+def _take_back(run_dir: str) -> None:
+    """Close this job's log files in ``run_dir`` and undo what Hydra's job set-up wrote there (the run trains nothing)."""
+    from sspo_verl.rundir import Footprint
+
+    run_dir = os.path.abspath(run_dir)
+    footprint = _FOOTPRINTS.get(run_dir)
+    if footprint is None:
+        if os.path.dirname(run_dir) not in _FOOTPRINTS:
+            return  # not a launch the callback saw (e.g. run() called directly)
+        footprint = Footprint(run_dir, run_dir, None, ())  # a sweep's job dir that did not exist before the sweep
+    root = logging.getLogger()
+    log_files = []
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and os.path.dirname(handler.baseFilename) == run_dir:
+            root.removeHandler(handler)
+            handler.close()
+            log_files.append(handler.baseFilename)
+    footprint.undo(log_files)
+
+
 @hydra.main(config_path=config_dir(), config_name=CONFIG_NAME, version_base=None)
 def _hydra_app(config: DictConfig) -> None:
+    global _handed_over
+    _handed_over = False
     try:
-        run(config)
+        result = run(config)
     except PreflightError as exc:
+        _take_back(_run_dir(config))
         print(str(exc), file=sys.stderr, flush=True)
         raise SystemExit(EXIT_PREFLIGHT) from None
+    except BaseException:
+        if not _handed_over:  # bad input found past pre-flight (e.g. a resolver's error): nothing ran either
+            _take_back(_run_dir(config))
+        raise
+    if result is None and not _handed_over:  # a finished run: nothing trained, nothing changed
+        _take_back(_run_dir(config))
 
 
 def _with_resolve(argv: list[str]) -> list[str]:
@@ -412,10 +500,15 @@ def _exit_on_sigterm(signum, _frame) -> None:
 def main() -> None:
     """``sspo-train``: a Hydra application (all of Hydra's flags work: ``-m``, ``--cfg``, ``--info``, ...)."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    silence_driver_platform_probe()  # composing the config resolves verl's platform before the device is known
     sys.argv = [sys.argv[0], *_with_resolve(sys.argv[1:])]
+    global _last_word
+    _last_word = None
     try:
         _hydra_app()
     except SystemExit as exc:
+        if _last_word:  # the last word, after Hydra's report of the (often secondary) error that reached the driver
+            logger.error("sspo-train: %s", _last_word)
         if _stop_signal is None:
             raise
         # Stopped by a signal, Ray already shut down (run's finally): exit now with 128 + the signal, without the

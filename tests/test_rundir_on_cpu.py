@@ -9,7 +9,7 @@ import datetime
 import pytest
 import yaml
 
-from sspo_verl.rundir import RECORD, RerunRefused, prepare_attempt, training_diff
+from sspo_verl.rundir import RECORD, Footprint, RerunRefused, prepare_attempt, training_diff
 
 NOW = datetime.datetime(2026, 1, 2, 3, 4, 5)
 CONFIG = {"seed": 1, "actor_rollout_ref": {"actor": {"optim": {"lr": 1e-6}, "clip_ratio_high": 0.28}},
@@ -117,3 +117,38 @@ def test_a_dry_run_moves_nothing_and_keeps_an_earlier_record(tmp_path):
 def test_an_unknown_on_config_change_is_refused(tmp_path):
     with pytest.raises(ValueError, match="on_config_change='keep'"):
         _attempt(_run_dir(tmp_path), on_config_change="keep")
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_footprint_takes_back_what_a_launch_added_to_an_existing_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra" / "20260101-000000-000000").mkdir(parents=True)
+    (run_dir / ".hydra" / "20260101-000000-000000" / "overrides.yaml").write_text("- seed=1\n")
+    (run_dir / "train.log").write_text("first launch\n")
+    (run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+    before = _tree(run_dir)
+    footprint = Footprint.before(str(run_dir))
+    # what Hydra's job set-up does: a record of its own, lines appended to the log; another process's file grows
+    (run_dir / ".hydra" / "20260102-000000-000000").mkdir()
+    (run_dir / ".hydra" / "20260102-000000-000000" / "config.yaml").write_text("x: 1\n")
+    with open(run_dir / "train.log", "a") as f:
+        f.write("refused launch\n")
+    (run_dir / "stray.log").write_text("not a log of this launch\n")
+    footprint.undo([str(run_dir / "train.log")])
+    after = _tree(run_dir)
+    assert after.pop("stray.log")[0] == b"not a log of this launch\n"  # only the launch's own files are undone
+    assert after == before
+
+
+def test_a_footprint_removes_the_directories_a_launch_created(tmp_path):
+    (tmp_path / "out").mkdir()
+    run_dir = tmp_path / "out" / "sspo" / "run"
+    footprint = Footprint.before(str(run_dir))
+    assert footprint.created_root == str(tmp_path / "out" / "sspo")
+    (run_dir / ".hydra" / "t").mkdir(parents=True)
+    (run_dir / "train.log").write_text("x\n")
+    footprint.undo([str(run_dir / "train.log")])
+    assert list((tmp_path / "out").iterdir()) == []

@@ -8,13 +8,16 @@ installed before any worker builds its loss or the trainer computes its first ad
 backend is never imported.
 
 verl swallows entry-point errors at DEBUG level, so a failure here is logged at ERROR level before it is
-re-raised; :func:`ensure_registered` is the loud check callers run before training starts.
+re-raised; :func:`ensure_registered` is the loud check callers run before training starts. It also silences verl's
+warnings about optional engines that are not installed (:mod:`sspo_verl.known_warnings`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+
+from sspo_verl.known_warnings import silence_engine_imports
 
 logger = logging.getLogger("sspo_verl")
 
@@ -67,6 +70,7 @@ def ensure_registered() -> None:
         )
 
 
+silence_engine_imports()  # before register(): its trainer patches import verl's engines
 try:
     register()
 except Exception:

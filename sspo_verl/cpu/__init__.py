@@ -49,12 +49,13 @@ def is_active() -> bool:
     return _active
 
 
-def activate() -> None:
+def activate(*, resolved_before: bool = False) -> None:
     """Make verl train on CPU in this process (idempotent). Call only for a CPU run (``VERL_PLATFORM=cpu``).
 
     Registers the ``cpu`` platform before anything else so verl resolves it; if verl already resolved another
     platform in this process (verl imported before ``VERL_PLATFORM=cpu`` was set), the CPU platform replaces
-    it with a warning.
+    it, with a warning unless the caller says that order is expected (``resolved_before=True``: ``sspo-train``'s
+    driver, whose config composition imports verl before the config says the device).
     """
     global _active
     with _lock:
@@ -74,7 +75,7 @@ def activate() -> None:
         if PlatformRegistry.get(PLATFORM_NAME) is not CPUPlatform:
             PlatformRegistry.register(platform=PLATFORM_NAME)(CPUPlatform)
         if not isinstance(get_platform(), CPUPlatform):
-            logger.warning(
+            (logger.debug if resolved_before else logger.warning)(
                 "sspo_verl.cpu: verl resolved platform %r before the CPU backend was activated; replacing it "
                 "with 'cpu'. Set VERL_PLATFORM=cpu before importing verl.",
                 type(get_platform()).__name__,

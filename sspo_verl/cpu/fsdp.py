@@ -17,7 +17,6 @@ engine module resolves verl's platform).
 from __future__ import annotations
 
 import logging
-import warnings
 
 from sspo_verl.cpu import verl_internals
 from sspo_verl.patching import Patch
@@ -53,12 +52,9 @@ UNPINNED_OFFLOAD = Patch(
 
 def register_engines() -> list[tuple[str, str]]:
     """Register verl's FSDP engines for device ``cpu`` (idempotent); return the (model_type, backend) added."""
-    with warnings.catch_warnings():
-        # verl.workers.engine's __init__ warns once per uninstalled optional engine (torchtitan, veomni, automodel,
-        # megatron, mindspeed): noise on a CPU install, and this import would repeat it in every Ray process.
-        warnings.filterwarnings("ignore", message=r".* engine is not available", category=UserWarning)
-        from verl.workers.engine.base import EngineRegistry
-        from verl.workers.engine.fsdp import transformer_impl
+    # (verl's warnings about uninstalled optional engines are silenced by the plugin: sspo_verl.known_warnings)
+    from verl.workers.engine.base import EngineRegistry
+    from verl.workers.engine.fsdp import transformer_impl
 
     engines = verl_internals.resolve("verl.workers.engine.base.EngineRegistry._engines")
     added = []

@@ -103,15 +103,16 @@ def ray_init_settings(n_ranks: int, storage_units: int = DEFAULT_STORAGE_UNITS, 
 def prepare_driver() -> None:
     """Set :func:`cpu_env_vars` in this process; activate the backend now if verl is already imported.
 
-    Call before importing verl when you can. If verl was imported first, :func:`sspo_verl.cpu.activate`
-    registers the CPU platform and replaces the one verl resolved (with a warning).
+    Call before importing verl when you can. If verl was imported first (``sspo-train`` composes its config,
+    which imports verl, before it knows the device), :func:`sspo_verl.cpu.activate` registers the CPU platform
+    and replaces the one verl resolved in this driver, which runs no engine.
     """
     for key, value in cpu_env_vars().items():
         os.environ[key] = value
     if "verl" in sys.modules:
         from sspo_verl.cpu import activate
 
-        activate()
+        activate(resolved_before=True)
 
 
 def _get(cfg, dotted: str, default=None):

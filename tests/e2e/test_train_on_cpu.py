@@ -24,7 +24,11 @@ import math
 import os
 import re
 import shutil
+import signal
+import time
+import uuid
 
+import psutil
 import pytest
 
 from sspo_verl.demo.job import JobResult, run_job
@@ -64,13 +68,28 @@ def out_root(tmp_path_factory):
     return os.fspath(tmp_path_factory.mktemp("runs"))
 
 
+RUN_TAG = "SSPO_E2E_RUN_TAG"  # in every process of a run (Ray's workers and vLLM's engine inherit the driver's env)
+DIED_WITHIN_S = 60  # kill -9 of vLLM's EngineCore → sspo-train's exit [ours: 9 s measured before the watch]
+
+
+def _tagged(tag: str) -> list:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get(RUN_TAG) == tag:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 # The weight-sync bounds (see the module docstring for the calibration).
 SYNCED_PROBS_DIFF_MAX = 1e-3
 SYNCED_K3_KL = 1e-3
 MOVED_PPO_KL = 1e-3
 
 
-def _run(tiny_dir, out_root, name, algorithm, rollout, *extra) -> JobResult:
+def _run(tiny_dir, out_root, name, algorithm, rollout, *extra, on_step=None, tag="") -> JobResult:
     overrides = [
         "hardware=cpu",
         "model=tiny",
@@ -97,9 +116,11 @@ def _run(tiny_dir, out_root, name, algorithm, rollout, *extra) -> JobResult:
         name,
         overrides,
         os.path.join(out_root, "e2e", name),
-        env={"SSPO_TINY_DIR": tiny_dir},
+        env={"SSPO_TINY_DIR": tiny_dir, RUN_TAG: tag},
         startup_timeout_s=STARTUP_TIMEOUT_S,
         step_timeout_s=STEP_TIMEOUT_S,
+        on_step=on_step,
+        poll_s=0.2,
     )
     return result
 
@@ -155,12 +176,34 @@ def test_sspo_on_vllm_validates_checkpoints_resumes_and_syncs_weights(tiny_dir, 
     assert _read(os.path.join(ckpt, "latest_checkpointed_iteration.txt")).strip() == "2"
     assert os.path.isdir(os.path.join(ckpt, "global_step_2", "actor"))
 
-    resumed = _train(tiny_dir, out_root, "sspo", "sspo", "vllm", "trainer.total_training_steps=3",
-                     "trainer.resume_mode=auto")
-    assert _steps(resumed) == [3]  # steps 1-2 come from the checkpoint, not rerun
+    # resume, then kill -9 vLLM's EngineCore once step 3 is logged: the run fails by itself, its last line naming the
+    # engine's error in the process that printed it first (not verl's replay buffer after it) and the checkpoint
+    tag, killed = uuid.uuid4().hex, {}
+
+    def kill_engine_core(record):
+        if killed:
+            return
+        cores = [p for p in _tagged(tag) if "EngineCore" in " ".join(p.cmdline())]
+        assert cores, "no vLLM EngineCore process of this run"
+        killed["pid"], killed["at"] = cores[0].pid, time.monotonic()
+        os.kill(cores[0].pid, signal.SIGKILL)
+
+    resumed = _run(tiny_dir, out_root, "sspo", "sspo", "vllm", "trainer.total_training_steps=5",
+                   "trainer.resume_mode=auto", on_step=kill_engine_core, tag=tag)
+    exit_s = time.monotonic() - killed["at"]
+    assert resumed.returncode not in (None, 0), resumed.error  # failed by itself, before any bound
+    assert exit_s < DIED_WITHIN_S, exit_s
+    assert _steps(resumed)[0] == 3 and len(_steps(resumed)) <= 2  # steps 1-2 come from the checkpoint, not rerun
     _assert_finite(resumed, COMMON_METRICS + SSPO_METRICS)
     _assert_rollout_follows_the_actor(resumed)  # the resumed weights reached the fresh engine
-    assert "global_step_2" in _read(resumed.console_log)  # verl says which checkpoint it loaded
+    log = _read(resumed.console_log)
+    assert "global_step_2" in log  # verl says which checkpoint it loaded
+    last = [line for line in log.splitlines() if line.strip()][-1]
+    assert "the run ended early: " in last and "EngineDeadError" in last, log[-4000:]
+    assert last.index("EngineDeadError") < last.find("sync_refill_failed_groups") or "sync_refill" not in last, last
+    assert last.endswith(f"rerunning the same command resumes from {os.path.join(ckpt, 'global_step_2')}."), last
+    print(f"\nkill -9 of EngineCore pid {killed['pid']} after step {_steps(resumed)[-1]}: sspo-train exited "
+          f"{exit_s:.1f} s later; its last line: {last}")
 
 
 def test_sspo_on_vllm_with_two_fsdp_ranks(tiny_dir, out_root):
