@@ -248,8 +248,10 @@ def _ended_early(exc: BaseException, config: DictConfig, first_error=None) -> st
     """
     text = str(exc)
     dead = re.search(r"class_name: (\S+)\s+actor_id: \S+\s+pid: (\d+)", text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    raised = f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
+    cause = getattr(exc, "cause", None)  # Ray's RayTaskError: the exception the Ray process raised
+    shown = cause if isinstance(cause, BaseException) else exc
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(shown)).splitlines() if line.strip()]
+    raised = f"{type(shown).__name__}: {lines[0][:200] if lines else ''}"
     if dead:
         why = f"the Ray worker {dead.group(1).rsplit('.', 1)[-1]} (pid {dead.group(2)}) died"
     elif _stop_signal is not None:  # _exit_on_sigterm (Ray turns its SystemExit into SystemExit(1) in ray.get)

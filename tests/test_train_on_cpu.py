@@ -359,8 +359,13 @@ def test_a_failed_run_names_the_first_error_a_process_printed_last(dirs, monkeyp
     secondary = ("Sync replay buffer selected terminal groups with no materializable trajectories. Enable "
                  "trainer.v1.sampler.sync_refill_failed_groups to replace failed groups.")
 
+    class RayTaskError(RuntimeError):  # as Ray's: a header naming the actor, the raised exception as .cause
+        def __init__(self, cause):
+            super().__init__("\x1b[36mray::TaskRunnerV1.run()\x1b[39m (pid=1, ip=x)\n  File ...\n" + str(cause))
+            self.cause = cause
+
     def replay_buffer_fails(config):
-        raise RuntimeError(secondary)
+        raise RayTaskError(RuntimeError(secondary))
 
     cause = ProcessError("vLLMHttpServer", "4242", "EngineDeadError: EngineCore encountered an issue.", 0.0)
     monkeypatch.setattr(main_ppo, "main", replay_buffer_fails)
