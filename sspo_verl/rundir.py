@@ -37,6 +37,7 @@ from typing import Any, Optional
 __all__ = [
     "IGNORED_KEYS",
     "IGNORED_PREFIXES",
+    "FOOTPRINTS",
     "Footprint",
     "ON_CONFIG_CHANGE",
     "RECORD",
@@ -59,6 +60,10 @@ IGNORED_KEYS = frozenset({"dry_run", "output_dir", "data_dir", "on_config_change
 TRAINING_PREFIXES = ("trainer.v1.",)
 SUPERSEDED_DIR = "superseded"
 HYDRA_DIR = ".hydra"  # Hydra's launch records (hydra.output_subdir=.hydra/<time> in sspo_trainer.yaml)
+# This process's current launch: {run dir: its Footprint before Hydra's set-up}, filled by sspo_verl.train's Hydra
+# callback. Kept here, in one module, because ``python -m sspo_verl.train`` runs the app as ``__main__`` while Hydra
+# imports the callback from ``sspo_verl.train``: two copies of that module.
+FOOTPRINTS: dict = {}
 
 
 @dataclass(frozen=True)

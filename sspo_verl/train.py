@@ -69,8 +69,7 @@ _stop_signal: Optional[int] = None  # the signal that stopped this run (set by _
 _TENSORBOARD_ENV = "TENSORBOARD_DIR"
 # Run directories used by earlier jobs of the current sweep (a multirun): two jobs must never share one.
 _RUN_DIRS: set[str] = set()
-# Run dirs as they were before this launch's Hydra set-up (LaunchFootprint), and whether run() handed over to verl.
-_FOOTPRINTS: dict = {}
+# Whether run() handed over to verl (the run dirs' state before the launch: sspo_verl.rundir.FOOTPRINTS).
 _handed_over = False
 _last_word: Optional[str] = None  # why a run ended early (run() logs it; main() says it again after Hydra's report)
 
@@ -422,35 +421,35 @@ class LaunchFootprint(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
 
-        from sspo_verl.rundir import Footprint
+        from sspo_verl.rundir import FOOTPRINTS, Footprint
 
         HydraConfig.instance().set_config(config)  # for ${hydra:...} in the run dir; Hydra's job set-up does the same
-        _FOOTPRINTS.clear()
-        _FOOTPRINTS[os.path.abspath(str(config.hydra.run.dir))] = Footprint.before(str(config.hydra.run.dir))
+        FOOTPRINTS.clear()
+        FOOTPRINTS[os.path.abspath(str(config.hydra.run.dir))] = Footprint.before(str(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
 
-        from sspo_verl.rundir import Footprint
+        from sspo_verl.rundir import FOOTPRINTS, Footprint
 
         HydraConfig.instance().set_config(config)
-        _FOOTPRINTS.clear()
+        FOOTPRINTS.clear()
         sweep_dir = os.path.abspath(str(config.hydra.sweep.dir))
-        _FOOTPRINTS[sweep_dir] = Footprint.before(sweep_dir)  # the job dirs not in it are this sweep's
+        FOOTPRINTS[sweep_dir] = Footprint.before(sweep_dir)  # the job dirs not in it are this sweep's
         if os.path.isdir(sweep_dir):
             for entry in os.scandir(sweep_dir):
                 if entry.is_dir(follow_symlinks=False):
-                    _FOOTPRINTS[entry.path] = Footprint.before(entry.path)
+                    FOOTPRINTS[entry.path] = Footprint.before(entry.path)
 
 
 def _take_back(run_dir: str) -> None:
     """Close this job's log files in ``run_dir`` and undo what Hydra's job set-up wrote there (the run trains nothing)."""
-    from sspo_verl.rundir import Footprint
+    from sspo_verl.rundir import FOOTPRINTS, Footprint
 
     run_dir = os.path.abspath(run_dir)
-    footprint = _FOOTPRINTS.get(run_dir)
+    footprint = FOOTPRINTS.get(run_dir)
     if footprint is None:
-        if os.path.dirname(run_dir) not in _FOOTPRINTS:
+        if os.path.dirname(run_dir) not in FOOTPRINTS:
             return  # not a launch the callback saw (e.g. run() called directly)
         footprint = Footprint(run_dir, run_dir, None, ())  # a sweep's job dir that did not exist before the sweep
     root = logging.getLogger()
