@@ -10,7 +10,8 @@ Layers (each imports only what is listed above it):
     sspo_verl.adapter    what verl loads in every process (``verl.plugins`` entry point): ``loss_mode=sspo``,
                          ``adv_estimator=sspo``, the config dataclass, four patches; imports verl, ``core``,
                          ``patching``, ``known_warnings``, and activates ``cpu`` on CPU runs
-    drivers              ``sspo-train`` (``train``, ``preflight``: import verl; ``rundir``, ``root_cause``), ``sspo-data``, the math reward,
+    drivers              ``sspo-train`` (``train``, ``preflight``: import verl; ``rundir``, ``root_cause``),
+                         ``sspo-data``, the math reward,
                          ``sspo-eval``, ``sspo-report``, the demo (``data``, ``reward``, ``eval``, ``report``,
                          ``demo``: no verl import)
 

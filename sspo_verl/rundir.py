@@ -92,9 +92,8 @@ class Footprint:
         hydra_entries = frozenset(os.listdir(hydra_dir)) if os.path.isdir(hydra_dir) else None
         if created_root is None and os.path.isdir(path):
             with os.scandir(path) as entries:
-                sizes = tuple(
-                    (e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file(follow_symlinks=False)
-                )
+                files = [e for e in entries if e.is_file(follow_symlinks=False)]
+                sizes = tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in files)
         return cls(path, created_root, hydra_entries, sizes)
 
     def undo(self, log_files: Sequence[str] = ()) -> None:

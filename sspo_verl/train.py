@@ -443,7 +443,7 @@ class LaunchFootprint(Callback):
 
 
 def _take_back(run_dir: str) -> None:
-    """Close this job's log files in ``run_dir`` and undo what Hydra's job set-up wrote there (the run trains nothing)."""
+    """Close this job's log files in ``run_dir``; undo what Hydra's job set-up wrote there (the run trains nothing)."""
     from sspo_verl.rundir import FOOTPRINTS, Footprint
 
     run_dir = os.path.abspath(run_dir)

@@ -35,7 +35,8 @@ def test_a_subprocess_named_on_its_lines_is_the_process_and_lines_outside_a_trac
                  '(EngineCore_DP0 pid=4300)   File "core.py", line 1',
                  "(EngineCore_DP0 pid=4300) torch.OutOfMemoryError: CPU out of memory"))
     (only,) = watch.errors
-    assert str(only) == "EngineCore_DP0 (in vLLMHttpServer pid 4242) (pid 4300): torch.OutOfMemoryError: CPU out of memory"
+    assert str(only) == ("EngineCore_DP0 (in vLLMHttpServer pid 4242) (pid 4300): "
+                         "torch.OutOfMemoryError: CPU out of memory")
 
 
 def test_errors_older_than_the_window_are_not_the_cause_and_a_bad_batch_never_raises():

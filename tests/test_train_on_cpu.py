@@ -213,8 +213,9 @@ def test_cli_a_refused_run_leaves_no_directory_and_an_existing_one_as_it_was(dir
     assert code == train.EXIT_PREFLIGHT, err
     assert _files(run_dir) == before
     # the same as `python -m sspo_verl.train` (the app runs as __main__; Hydra imports the callback's module anew)
-    proc = subprocess.run([sys.executable, "-m", "sspo_verl.train", "algorithm=grpo", "data.train_files=/no/such.parquet",
-                           NO_CLUSTER], capture_output=True, text=True, timeout=300, cwd=out.parent)
+    proc = subprocess.run([sys.executable, "-m", "sspo_verl.train", "algorithm=grpo",
+                           "data.train_files=/no/such.parquet", NO_CLUSTER],
+                          capture_output=True, text=True, timeout=300, cwd=out.parent)
     assert proc.returncode == train.EXIT_PREFLIGHT, proc.stderr[-2000:]
     assert _files(run_dir) == before
     assert sorted(p.name for p in run_dir.iterdir()) == sorted({Path(p).parts[0] for p in before})
