@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Submit an ablation as one Slurm job array: algorithm x seed (x any Hydra knob), one run per combination.
+# An ablation on Slurm: algorithm x seed (x any Hydra knob) training runs as one job array, each run evaluated by a
+# job that starts when its training ended well, and one table over seeds at the end.
 #
 #   recipes/slurm/ablation.sh [hydra overrides for every run...]
-#   ALGOS="grpo gspo sspo" SEEDS="1 2 3" MODEL=qwen2.5_math_1.5b recipes/slurm/ablation.sh
+#   ALGOS="grpo gspo sspo" SEEDS="1 2 3" MODEL=qwen2.5-math-1.5b recipes/slurm/ablation.sh
 #   GRID="actor_rollout_ref.actor.clip_ratio_high=0.28,0.4" SEEDS="1 2" SWEEP_NAME=clip recipes/slurm/ablation.sh
-#   DRY_RUN=1 recipes/slurm/ablation.sh      # write the manifest and print the sbatch command only
+#   EVAL="--data-dir data --benchmarks aime24,amc23,math500,minerva_math,olympiadbench --baseline grpo" \
+#       EVAL_SBATCH_ARGS="--gpus-per-node=1 --time=2:00:00" recipes/slurm/ablation.sh
+#   DRY_RUN=1 recipes/slurm/ablation.sh      # check every run, write the manifest, print the commands only
 #
+# Before anything is queued, every run's config is composed and pre-flighted as its job will do it (`sspo-eval
+# sweep-check`: a wrong preset name, a misspelt key, a missing data file or model fails here; CHECK=0 skips it).
 # Each array task runs recipes/slurm/train.sbatch (multi-node Ray cluster, requeue-safe) on NODES nodes and
 # reads its row of $RUNS_ROOT/$SWEEP_NAME/manifest.tsv: run name, run directory, algorithm, seed and the GRID
 # values. Every combination has its own run directory $RUNS_ROOT/$SWEEP_NAME/<run name> (checkpoints, logs,
-# resume). The other knobs of train.sbatch (MODEL, EXPERIMENT, NET_IFACE, CONTAINER_*, ...) are read from this
-# environment and apply to every run. Submitting the same sweep again (same manifest) resumes its runs;
+# resume). The other knobs of train.sbatch (MODEL, EXPERIMENT, HARDWARE, NET_IFACE, CONTAINER_*, ...) are read
+# from this environment and apply to every run. Submitting the same sweep again (same manifest) resumes its runs;
 # a different grid under an existing SWEEP_NAME is refused, because queued tasks read the manifest.
-# The summary (job id, array, one line per run) is printed and appended to $RUNS_ROOT/$SWEEP_NAME/submissions.log.
+# With EVAL (options of `sspo-eval sweep`), array task i is followed by an evaluation job
+# (--dependency=afterok:<array>_<i>; a failed run's evaluation is cancelled and its gap shows in the table), and a
+# last job writes $RUNS_ROOT/$SWEEP_NAME/eval/<key>/table.md once every task and evaluation ended. Without EVAL,
+# the summary prints the command that does all of it after the jobs end (it evaluates only what is missing).
+# The summary (job ids, one line per run) is printed and appended to $RUNS_ROOT/$SWEEP_NAME/submissions.log.
 set -euo pipefail
 # bash >= 4.4: empty arrays under `set -u` (RHEL/Rocky 8 ship 4.4).
 ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404)) || { echo "ablation.sh needs bash >= 4.4, found $BASH_VERSION" >&2; exit 1; }
@@ -28,6 +37,11 @@ MAX_PARALLEL=${MAX_PARALLEL:-}                  # at most this many runs at once
 SBATCH_ARGS=${SBATCH_ARGS:-}                    # extra sbatch flags, e.g. "--partition=gpu --time=24:00:00"
 DRY_RUN=${DRY_RUN:-0}                           # 1: do not submit
 SUBMIT_TIMEOUT=${SUBMIT_TIMEOUT:-120}           # s: bound for sbatch (a hung Slurm controller)
+EVAL=${EVAL:-}                                  # `sspo-eval sweep` options; empty: no evaluation jobs
+EVAL_SBATCH_ARGS=${EVAL_SBATCH_ARGS:-}          # sbatch flags of each evaluation job, e.g. "--gpus-per-node=1"
+CHECK=${CHECK:-1}                               # 0: no pre-flight of the runs' configs before submitting
+CHECK_TIMEOUT=${CHECK_TIMEOUT:-900}             # s: bound for that pre-flight (~1-5 s per run)
+SSPO_EVAL=${SSPO_EVAL:-sspo-eval}               # the sspo-eval command (evaluation jobs run it too)
 # ===========================================================================================
 
 die() {
@@ -42,6 +56,8 @@ TRAIN_SBATCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/train.sbatch
 [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "NODES=$NODES: expected a positive integer"
 [[ $SUBMIT_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "SUBMIT_TIMEOUT=$SUBMIT_TIMEOUT: expected a positive integer (seconds)"
 [[ -z $MAX_PARALLEL || $MAX_PARALLEL =~ ^[1-9][0-9]*$ ]] || die "MAX_PARALLEL=$MAX_PARALLEL: expected a positive integer"
+[[ $CHECK == 0 || $CHECK == 1 ]] || die "CHECK=$CHECK: expected 1 (pre-flight every run) or 0"
+[[ $CHECK_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "CHECK_TIMEOUT=$CHECK_TIMEOUT: expected a positive integer (seconds)"
 [[ $RUNS_ROOT != *,* && $RUNS_ROOT != *[[:space:]]* ]] || die "RUNS_ROOT=$RUNS_ROOT: no commas or spaces (sbatch --export)"
 read -ra algos <<<"$ALGOS"
 read -ra seeds <<<"$SEEDS"
@@ -110,48 +126,99 @@ for algo in "${algos[@]}"; do
 done
 count=${#rows[@]}
 content=$(printf '# index\trun_name\trun_dir\talgo\tseed\toverrides\n'; printf '%s\n' "${rows[@]}")
-mkdir -p "$SWEEP_DIR" || die "cannot create $SWEEP_DIR"
-if [[ -e $MANIFEST ]]; then
-    [[ $(<"$MANIFEST") == "$content" ]] ||
-        die "$MANIFEST exists with a different grid (queued tasks read it): choose another SWEEP_NAME," \
-            "or delete $SWEEP_DIR if none of its jobs is queued or running"
-else
-    printf '%s\n' "$content" >"$MANIFEST"
+if [[ -e $MANIFEST && $(<"$MANIFEST") != "$content" ]]; then
+    die "$MANIFEST exists with a different grid (queued tasks read it): choose another SWEEP_NAME," \
+        "or delete $SWEEP_DIR if none of its jobs is queued or running"
 fi
+
+# ------------------------------------ pre-flight of every run ------------------------------
+# What train.sbatch passes to sspo-train, minus what only the allocation knows (GPUs per node, the Ray address).
+fixed=("--fixed=hardware=${HARDWARE:-gpu_nx8}" "--fixed=trainer.nnodes=$NODES")
+if [[ -n ${MODEL:-} ]]; then fixed+=("--fixed=model=$MODEL"); fi
+if [[ -n ${EXPERIMENT:-} ]]; then fixed+=("--fixed=experiment=$EXPERIMENT"); fi
+read -ra eval_args <<<"$EVAL"
+if [[ $CHECK == 1 ]]; then
+    command -v "$SSPO_EVAL" >/dev/null || die "SSPO_EVAL=$SSPO_EVAL not found: activate the environment with" \
+        "sspo-verl (or CHECK=0 to submit without checking the runs' configs)"
+    check_manifest=$(mktemp "${TMPDIR:-/tmp}/sspo-ablation-manifest.XXXXXX")
+    printf '%s\n' "$content" >"$check_manifest"
+    printf 'ablation.sh: composing and pre-flighting %d run(s) (CHECK=0 skips this)\n' "${#rows[@]}"
+    for arg in "$@"; do fixed+=("--override=$arg"); done
+    rc=0
+    check_out=$(timeout --kill-after=10 "$CHECK_TIMEOUT" "$SSPO_EVAL" sweep-check "$check_manifest" "${fixed[@]}" \
+        ${EVAL:+"--eval-args=$EVAL"} 2>&1) || rc=$?
+    rm -f "$check_manifest"
+    if ((rc == 124 || rc == 137)); then die "the pre-flight did not finish within CHECK_TIMEOUT=${CHECK_TIMEOUT}s"; fi
+    ((rc == 0)) || die "nothing submitted: $(grep -v -i -E 'warn|^INFO:' <<<"$check_out" | sed -n '/error/,$p')"
+fi
+
+mkdir -p "$SWEEP_DIR" || die "cannot create $SWEEP_DIR"
+if [[ ! -e $MANIFEST ]]; then printf '%s\n' "$content" >"$MANIFEST"; fi
 
 # ---------------------------------------- submit ------------------------------------------
 read -ra extra <<<"$SBATCH_ARGS"
 cmd=(sbatch --parsable "--array=0-$((count - 1))${MAX_PARALLEL:+%$MAX_PARALLEL}" "--job-name=$SWEEP_NAME"
     "--nodes=$NODES" "--output=$SWEEP_DIR/slurm-%A_%a.out" "--export=ALL,SSPO_MANIFEST=$MANIFEST"
     "${extra[@]}" "$TRAIN_SBATCH" "$@")
-if [[ $DRY_RUN == 1 ]]; then
-    job="(dry run, not submitted)"
-else
-    rc=0
-    out=$(timeout --kill-after=10 "$SUBMIT_TIMEOUT" "${cmd[@]}") || rc=$?
+submit() {  # submit SBATCH_ARGS...: prints the job id; dies naming the command if sbatch fails or hangs
+    local rc=0 out
+    out=$(timeout --kill-after=10 "$SUBMIT_TIMEOUT" "$@") || rc=$?
     if ((rc == 124 || rc == 137)); then
         die "sbatch did not answer within SUBMIT_TIMEOUT=${SUBMIT_TIMEOUT}s (a hung Slurm controller? raise" \
             "SUBMIT_TIMEOUT if it is only slow); check 'squeue --name=$SWEEP_NAME' before submitting again"
     fi
-    ((rc == 0)) || die "sbatch failed (status $rc): $(printf '%q ' "${cmd[@]}")"
-    job=${out%%;*}
-    [[ $job =~ ^[0-9]+$ ]] || die "sbatch printed '$out', expected a job id"
+    ((rc == 0)) || die "sbatch failed (status $rc): $(printf '%q ' "$@")"
+    out=${out%%;*}
+    [[ $out =~ ^[0-9]+$ ]] || die "sbatch printed '$out', expected a job id"
+    printf '%s' "$out"
+}
+sweep_cmd=("$SSPO_EVAL" sweep "$SWEEP_DIR" "${eval_args[@]}")
+if [[ $DRY_RUN == 1 ]]; then
+    job="(dry run, not submitted)" array="<array job>"
+else
+    job=$(submit "${cmd[@]}") array=$job
+fi
+eval_jobs=() eval_cmds=()
+if [[ -n $EVAL ]]; then
+    read -ra eval_extra <<<"$EVAL_SBATCH_ARGS"
+    for ((i = 0; i < count; i++)); do
+        # afterok: only after task i ended well; a failed task's evaluation is cancelled (--kill-on-invalid-dep)
+        ecmd=(sbatch --parsable "--job-name=$SWEEP_NAME-eval" "--dependency=afterok:${array}_$i" --kill-on-invalid-dep=yes
+            "--output=$SWEEP_DIR/slurm-eval-%j.out" "${eval_extra[@]}" "--wrap=$(printf '%q ' "${sweep_cmd[@]}" --index "$i")")
+        eval_cmds+=("$(printf '%q ' "${ecmd[@]}")")
+        if [[ $DRY_RUN != 1 ]]; then eval_jobs+=("$(submit "${ecmd[@]}")"); fi
+    done
+    after=$array${eval_jobs[*]:+:$(IFS=:; printf '%s' "${eval_jobs[*]}")}
+    table_cmd=(sbatch --parsable "--job-name=$SWEEP_NAME-table" "--dependency=afterany:$after"
+        "--output=$SWEEP_DIR/slurm-table-%j.out" "--wrap=$(printf '%q ' "${sweep_cmd[@]}" --table-only)")
+    if [[ $DRY_RUN != 1 ]]; then table_job=$(submit "${table_cmd[@]}"); else table_job="(dry run)"; fi
 fi
 
 summary=$(
     printf '%s sweep %s: job array %s, %d run(s) on %s node(s) each%s\n' "$(date '+%F %T')" "$SWEEP_NAME" \
         "$job" "$count" "$NODES" "${MAX_PARALLEL:+, at most $MAX_PARALLEL at once}"
     printf '  command: %s\n' "$(printf '%q ' "${cmd[@]}")"
-    printf '  %-5s  %-40s  %-9s  %-4s  %s\n' task run algo seed overrides
+    printf '  %-5s  %-40s  %-9s  %-4s  %-10s  %s\n' task run algo seed evaluation overrides
     for row in "${rows[@]}"; do
         IFS=$'\t' read -r i name _ algo seed c <<<"$row"
-        printf '  %-5s  %-40s  %-9s  %-4s  %s\n' "$i" "$name" "$algo" "$seed" "${c:--}"
+        printf '  %-5s  %-40s  %-9s  %-4s  %-10s  %s\n' "$i" "$name" "$algo" "$seed" "${eval_jobs[i]:-${EVAL:+(dry run)}}" "${c:--}"
     done
     printf '  manifest: %s\n  run dirs: %s/<run>/{checkpoints,logs}   Slurm logs: %s/slurm-<job>_<task>.out\n' \
         "$MANIFEST" "$SWEEP_DIR" "$SWEEP_DIR"
+    if [[ -n $EVAL ]]; then
+        printf '  evaluation: one job per run after its training succeeds; table job %s (afterany): %s\n' \
+            "$table_job" "$SWEEP_DIR/eval/<key>/table.md"
+        if [[ $DRY_RUN == 1 ]]; then printf '    %s\n' "${eval_cmds[@]}" "$(printf '%q ' "${table_cmd[@]}")"; fi
+        printf '  after the jobs end (evaluates only what is missing, e.g. a run resubmitted; then the table):\n'
+    else
+        printf '  after the jobs end, evaluate every run and write the table (reruns evaluate only what is missing):\n'
+        sweep_cmd+=(--data-dir "<data dir>" --benchmarks "aime24,amc23,math500,minerva_math,olympiadbench"
+            --baseline "${algos[0]}")
+    fi
+    printf '    %s\n' "$(printf '%q ' "${sweep_cmd[@]}")"
 )
 printf '%s\n' "$summary"
 if [[ $DRY_RUN != 1 ]]; then
     printf '%s\n\n' "$summary" >>"$SWEEP_DIR/submissions.log"
-    printf 'watch: squeue -j %s    cancel: scancel %s\n' "$job" "$job"
+    printf 'watch: squeue -j %s    cancel: scancel %s%s\n' "$job" "$job" "${eval_jobs[*]:+ ${eval_jobs[*]} $table_job}"
 fi

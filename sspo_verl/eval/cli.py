@@ -11,6 +11,9 @@ tiny task's held-out split ``tiny_eval``.
     # the demo's runs on the tiny task's held-out split (written by `python -m sspo_verl.demo --setup-only`)
     sspo-eval run --model runs/demo/sspo/checkpoints/global_step_30 --benchmarks tiny_eval \\
         --data-dir runs/tiny/data --out-dir runs/demo/eval/sspo --max-new-tokens 32
+    # an ablation (recipes/slurm/ablation.sh): every run evaluated, one table with intervals over seeds
+    sspo-eval sweep runs/ablation --data-dir data --benchmarks aime24,amc23,math500,minerva_math,olympiadbench \\
+        --baseline grpo
 
 Exit code 2 with a message on bad input (missing data file, bad model path, invalid settings).
 """
@@ -93,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("results", nargs="+")
     table.add_argument("--out", default=None, help="write the markdown here (default: stdout)")
     table.add_argument("--allow-mixed-settings", action="store_true")
+
+    from sspo_verl.eval import sweep
+
+    sweep.add_subcommands(sub)
     return parser
 
 
@@ -120,6 +127,10 @@ def main(argv=None) -> int:
             print((Path(args.out_dir) / "table.md").read_text(), end="")
             print(f"results: {Path(args.out_dir) / 'results.json'} (average {results['average']})")
             return 0
+        if args.command in ("sweep", "sweep-check"):
+            from sspo_verl.eval import sweep
+
+            return sweep.main(args)
         if args.command == "rescore":
             from sspo_verl.eval.runner import rescore
 

@@ -1,13 +1,18 @@
-"""recipes/slurm/ablation.sh under a stand-in sbatch: the grid, the manifest, resubmission and refusals (a real
-job array runs in test_ablation_slurm_on_cpu.py)."""
+"""recipes/slurm/ablation.sh under a stand-in sbatch: the grid, the manifest, resubmission, refusals, the
+evaluation jobs and the real pre-flight of every run (a real job array runs in test_ablation_slurm_on_cpu.py, a
+real sweep with its evaluation in test_ablation_eval_slurm_on_cpu.py)."""
 
 from __future__ import annotations
 
 import csv
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.recipes.stub_cluster import ABLATION_SH, TRAIN_SBATCH, StubCluster
+
+SSPO_EVAL = str(Path(sys.executable).parent / "sspo-eval")
 
 
 def _manifest(cluster: StubCluster, sweep: str = "ablation") -> list[dict[str, str]]:
@@ -18,7 +23,8 @@ def _manifest(cluster: StubCluster, sweep: str = "ablation") -> list[dict[str, s
 
 
 def _submit(cluster: StubCluster, *args: str, **env: str):
-    return cluster.run(*args, script=ABLATION_SH, **env)
+    """ablation.sh without its pre-flight (CHECK=0) unless a test asks for it: the stand-in sspo-train cannot."""
+    return cluster.run(*args, script=ABLATION_SH, **{"CHECK": "0", **env})
 
 
 def test_algorithm_x_seed_x_knob_is_one_array_with_one_run_dir_each(tmp_path):
@@ -95,3 +101,54 @@ def test_bad_input_is_refused_with_a_reason(tmp_path, env, args, message):
     result = _submit(cluster, *args, **env)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_eval_follows_each_task_after_it_succeeded_and_a_table_job_follows_all(tmp_path):
+    cluster = StubCluster(tmp_path, 1)
+    result = _submit(cluster, ALGOS="grpo sspo", SEEDS="1", SWEEP_NAME="ev",
+                     EVAL="--data-dir /data --benchmarks math500 --step last --baseline grpo",
+                     EVAL_SBATCH_ARGS="--gpus-per-node=1 --time=1:00:00")
+    assert result.returncode == 0, result.stderr
+    array, *evals, table = cluster.calls("sbatch")
+    sweep = f"{cluster.runs_root}/ev"
+    command = f"sspo-eval sweep {sweep} --data-dir /data --benchmarks math500 --step last --baseline grpo"
+    for i, call in enumerate(evals):
+        assert call.args == (
+            "--parsable", "--job-name=ev-eval", f"--dependency=afterok:4242_{i}", "--kill-on-invalid-dep=yes",
+            f"--output={sweep}/slurm-eval-%j.out", "--gpus-per-node=1", "--time=1:00:00",
+            f"--wrap={command} --index {i} ")
+    assert len(evals) == 2
+    assert table.args == ("--parsable", "--job-name=ev-table", "--dependency=afterany:4242:4242:4242",
+                          f"--output={sweep}/slurm-table-%j.out", f"--wrap={command} --table-only ")
+    assert f"after the jobs end (evaluates only what is missing" in result.stdout and command in result.stdout
+
+
+def test_dry_run_prints_what_to_run_after_the_jobs(tmp_path):
+    cluster = StubCluster(tmp_path, 1)
+    result = _submit(cluster, DRY_RUN="1", ALGOS="gspo sspo", SEEDS="1")
+    assert result.returncode == 0, result.stderr
+    assert not cluster.calls("sbatch")
+    assert (f"sspo-eval sweep {cluster.runs_root}/ablation --data-dir \\<data\\ dir\\> --benchmarks "
+            "aime24\\,amc23\\,math500\\,minerva_math\\,olympiadbench --baseline gspo") in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "messages"),
+    [
+        # ablation.sh's own old header example (the preset is qwen2.5-math-1.5b), and an EVAL without its data
+        ({"MODEL": "qwen2.5_math_1.5b", "EVAL": "--data-dir /nowhere --benchmarks math500"},
+         ["Could not find 'model/qwen2.5_math_1.5b' Available options in 'model'",
+          "EVAL: --data-dir /nowhere has no math500.parquet"]),
+        ({"GRID": "actor_rollout_ref.actor.clip_ratio_hgh=0.3,0.4", "EVAL": "--data-dir /x --benchmarks math5000"},
+         ["Could not override 'actor_rollout_ref.actor.clip_ratio_hgh'", "unknown benchmarks ['math5000']"]),
+    ],
+)
+def test_pre_flight_of_every_run_refuses_before_anything_is_written(tmp_path, env, messages):
+    cluster = StubCluster(tmp_path, 1)
+    result = _submit(cluster, ALGOS="sspo", SEEDS="1", CHECK="1", SSPO_EVAL=SSPO_EVAL, DRY_RUN="1",
+                     HARDWARE="cpu", **env)
+    assert result.returncode != 0
+    assert "nothing submitted" in result.stderr and "[runs: ablation-sspo-seed1" in result.stderr, result.stderr
+    for message in messages:
+        assert message in result.stderr, result.stderr
+    assert not cluster.runs_root.exists() and not cluster.calls("sbatch")
