@@ -4,6 +4,8 @@
     sspo-report outputs/sspo                      # every run directory below it
     sspo-report runs/demo --out runs/demo/report  # the CPU demo's runs
     sspo-report RUN_DIR... --source tensorboard --smooth 5
+    sspo-report runs/ablation                     # a sweep: training curves and, once `sspo-eval sweep` ran, its
+                                                  # evaluation (table, accuracy per algorithm, against step)
 
 Reads verl's file logger (``metrics.jsonl`` and the ``metrics.<n>.jsonl`` parts of resumed attempts) or,
 without it, TensorBoard event files (``<run dir>/tensorboard``, or event files in the directory itself). Exit
@@ -16,6 +18,7 @@ import argparse
 import os
 import sys
 
+from sspo_verl.report.evaluation import find_summaries
 from sspo_verl.report.logs import SOURCES, MetricsNotFoundError
 from sspo_verl.report.report import expand_run_dirs, write_report
 
@@ -47,7 +50,8 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     try:
         run_dirs = expand_run_dirs(args.run_dirs)
-        report = write_report(run_dirs, args.out, title=args.title, source=args.source, window=args.smooth)
+        report = write_report(run_dirs, args.out, title=args.title, source=args.source, window=args.smooth,
+                              evaluations=find_summaries(args.run_dirs))
     except (MetricsNotFoundError, ValueError) as e:
         print(f"sspo-report: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

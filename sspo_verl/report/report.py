@@ -6,6 +6,8 @@
     <out>/off_policy.png   KL old→new, optimizer steps per rollout, zero-variance groups, zero-advantage responses
     <out>/sspo.png         SSPO's own metrics (only if an SSPO run is among them)
     <out>/summary.json     the table numbers (group → column → mean, std, n) for scripts
+    <out>/evaluation.png   with a sweep's evaluation (sspo-eval sweep): accuracy per setting, seed interval
+    <out>/evaluation_steps.png   ... and accuracy against step, where several steps were evaluated
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Optional, Union
 
 from sspo_verl.report.catalogue import FIGURES, TABLES
 from sspo_verl.report.divergence import Divergence, divergence_markdown, find_divergence
+from sspo_verl.report.evaluation import evaluation_markdown, load_summary, plot_evaluation, plot_evaluation_steps
 from sspo_verl.report.logs import MetricsNotFoundError, find_sources
 from sspo_verl.report.plots import figure_panels, group_colors, plot_figure
 from sspo_verl.report.runs import Run, group_runs, load_run
@@ -121,6 +124,7 @@ def write_report(
     window: int = 1,
     conditions: Optional[Mapping[str, str]] = None,
     extra_markdown: str = "",
+    evaluations: Sequence[str] = (),
 ) -> Report:
     """Read runs, group them, write the figures, ``report.md`` and ``summary.json`` into ``out_dir``.
 
@@ -132,6 +136,8 @@ def write_report(
         window: trailing moving average over this many logged points in the figures (tables use raw values).
         conditions: ``label → value`` lines under the heading (machine, versions, ...).
         extra_markdown: appended at the end (e.g. the demo's timing table).
+        evaluations: ``summary.json`` files of ``sspo-eval sweep`` (:func:`sspo_verl.report.evaluation.find_summaries`):
+            their table and figures (``evaluation*.png``; with several, ``evaluation-<key>*.png``) join the report.
 
     Raises:
         MetricsNotFoundError: a run directory without metrics (named).
@@ -173,6 +179,20 @@ def write_report(
                 entry = None if stat is None else {"mean": stat.mean, "std": stat.std, "n": stat.n}
                 summary.setdefault(label, {})[f"{column.key}:{column.stat}"] = entry
 
+    evaluation_lines = []
+    for name in ("evaluation.png", "evaluation_steps.png"):
+        stale = os.path.join(out_dir, name)
+        if os.path.exists(stale):
+            os.remove(stale)
+    for summary_path in evaluations:
+        evaluation = load_summary(summary_path)
+        suffix = "" if len(evaluations) == 1 else f"-{evaluation['spec']['key']}"
+        drawn = [plot_evaluation(os.path.join(out_dir, f"evaluation{suffix}.png"), evaluation, title)]
+        steps = plot_evaluation_steps(os.path.join(out_dir, f"evaluation_steps{suffix}.png"), evaluation, title)
+        drawn += [steps] if steps else []
+        figures += drawn
+        evaluation_lines += evaluation_markdown(summary_path, drawn)
+
     differing = sorted({r.label for r in loaded if r.label != r.algorithm})
     if differing:
         notes.append("runs of one algorithm with different configs are separate groups: " + "; ".join(differing))
@@ -183,6 +203,7 @@ def write_report(
         lines.append("")
     diverged = find_divergence(loaded)
     lines += _section_runs(groups) + [""] + divergence_markdown(diverged)
+    lines += evaluation_lines
     lines += ["## Figures", ""] + figure_lines + ["## Tables", ""] + table_lines
     lines += [
         "Cells: mean ± sample std over the group's seeds (one seed: the value alone; — : not logged). Metric keys "
