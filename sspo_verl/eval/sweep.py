@@ -86,12 +86,23 @@ def read_manifest(path: str | Path) -> list[Run]:
     return runs
 
 
+def _slurm_error(run: Run) -> Optional[tuple[str, str]]:
+    """A task that died before its run directory had a launcher log (e.g. the directory could not be made): the
+    last ``ERROR:`` line of its newest Slurm output ``<sweep dir>/slurm-<job>_<index>.out`` (ablation.sh's)."""
+    outputs = sorted(run.run_dir.parent.glob(f"slurm-*_{run.index}.out"), key=lambda p: p.stat().st_mtime)
+    if not outputs:
+        return None
+    errors = re.findall(r"\] ERROR: (.*)", outputs[-1].read_text(errors="replace"))
+    return ("failed", f"{errors[-1]} (see {outputs[-1]})") if errors else None
+
+
 def training_state(run: Run) -> tuple[str, str]:
     """``(state, detail)`` of a run's training from its launcher log: ``finished`` (its last attempt exited 0),
-    ``failed`` (exited non-zero), ``running`` (an attempt without its exit line yet), ``not started``."""
+    ``failed`` (exited non-zero, or its Slurm output ends in an error before any launcher log), ``running`` (an
+    attempt without its exit line yet), ``not started``."""
     log = run.run_dir / LAUNCHER_LOG
     if not log.is_file():
-        return "not started", f"no {LAUNCHER_LOG} in {run.run_dir}"
+        return _slurm_error(run) or ("not started", f"no {LAUNCHER_LOG} in {run.run_dir}")
     last_attempt = log.read_text(errors="replace").rsplit(_ATTEMPT, 1)[-1]
     codes = _EXIT.findall(last_attempt)
     if not codes:

@@ -101,6 +101,15 @@ def test_run_states_come_from_the_launcher_log_and_the_checkpoints(tmp_path):
     assert item.status == "no checkpoint" and "global_step_3 (saved: [1, 2])" in item.detail
 
 
+def test_a_task_that_died_before_its_launcher_log_is_failed_by_its_slurm_output(tmp_path):
+    sweep_dir = make_sweep(tmp_path, [("grpo", 1, "none"), ("grpo", 2, "none")])
+    (sweep_dir / "slurm-7_0.out").write_text("[sspo-slurm 2026-12-06 10:00:00] ERROR: cannot create /x/abl-grpo-seed1\n")
+    (sweep_dir / "slurm-7_1.out").write_text("starting\n")
+    first, second = (sweep.training_state(r) for r in sweep.read_manifest(sweep_dir))
+    assert first == ("failed", f"cannot create /x/abl-grpo-seed1 (see {sweep_dir / 'slurm-7_0.out'})")
+    assert second[0] == "not started"
+
+
 def test_a_requeued_run_is_judged_by_its_last_attempt(tmp_path):
     sweep_dir = make_sweep(tmp_path, [("grpo", 1, "finished")])
     log = sweep_dir / "abl-grpo-seed1" / sweep.LAUNCHER_LOG
