@@ -8,6 +8,7 @@
 #   EVAL="--data-dir data --benchmarks aime24,amc23,math500,minerva_math,olympiadbench --baseline grpo" \
 #       EVAL_SBATCH_ARGS="--gpus-per-node=1 --time=2:00:00" recipes/slurm/ablation.sh
 #   DRY_RUN=1 recipes/slurm/ablation.sh      # check every run, write the manifest, print the commands only
+#   SCHEDULER=local HARDWARE=gpu_1x8 EVAL="..." recipes/slurm/ablation.sh   # one machine: runs in sequence
 #
 # Before anything is queued, every run's config is composed and pre-flighted as its job will do it (`sspo-eval
 # sweep-check`: a wrong preset name, a misspelt key, a missing data file or model fails here; CHECK=0 skips it).
@@ -36,6 +37,7 @@ NODES=${NODES:-1}                               # nodes per run
 MAX_PARALLEL=${MAX_PARALLEL:-}                  # at most this many runs at once (empty: Slurm decides)
 SBATCH_ARGS=${SBATCH_ARGS:-}                    # extra sbatch flags, e.g. "--partition=gpu --time=24:00:00"
 DRY_RUN=${DRY_RUN:-0}                           # 1: do not submit
+SCHEDULER=${SCHEDULER:-slurm}                   # slurm: a job array | local: every run here, one after another
 SUBMIT_TIMEOUT=${SUBMIT_TIMEOUT:-120}           # s: bound for sbatch (a hung Slurm controller)
 EVAL=${EVAL:-}                                  # `sspo-eval sweep` options; empty: no evaluation jobs
 EVAL_SBATCH_ARGS=${EVAL_SBATCH_ARGS:-}          # sbatch flags of each evaluation job, e.g. "--gpus-per-node=1"
@@ -56,6 +58,7 @@ TRAIN_SBATCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/train.sbatch
 [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "NODES=$NODES: expected a positive integer"
 [[ $SUBMIT_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "SUBMIT_TIMEOUT=$SUBMIT_TIMEOUT: expected a positive integer (seconds)"
 [[ -z $MAX_PARALLEL || $MAX_PARALLEL =~ ^[1-9][0-9]*$ ]] || die "MAX_PARALLEL=$MAX_PARALLEL: expected a positive integer"
+[[ $SCHEDULER == slurm || $SCHEDULER == local ]] || die "SCHEDULER=$SCHEDULER: expected slurm or local"
 [[ $CHECK == 0 || $CHECK == 1 ]] || die "CHECK=$CHECK: expected 1 (pre-flight every run) or 0"
 [[ $CHECK_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "CHECK_TIMEOUT=$CHECK_TIMEOUT: expected a positive integer (seconds)"
 [[ $RUNS_ROOT != *,* && $RUNS_ROOT != *[[:space:]]* ]] || die "RUNS_ROOT=$RUNS_ROOT: no commas or spaces (sbatch --export)"
@@ -155,6 +158,38 @@ fi
 mkdir -p "$SWEEP_DIR" || die "cannot create $SWEEP_DIR"
 if [[ ! -e $MANIFEST ]]; then printf '%s\n' "$content" >"$MANIFEST"; fi
 
+# ------------------------------ local: every run here, in sequence --------------------------
+# The job array's steps without Slurm: each run trains with sspo-train (the overrides train.sbatch gives it, on
+# this machine's Ray), its launcher log records the exit status as train.sbatch's does, then (EVAL) it is
+# evaluated; the table comes last. A rerun resumes unfinished runs and evaluates only what is missing.
+sweep_cmd=("$SSPO_EVAL" sweep "$SWEEP_DIR" "${eval_args[@]}")
+if [[ $SCHEDULER == local ]]; then
+    TRAIN_CMD=${TRAIN_CMD:-sspo-train}
+    for row in "${rows[@]}"; do
+        IFS=$'\t' read -r i name run_dir algo seed c <<<"$row"
+        read -ra grid_args <<<"$c"
+        train=("$TRAIN_CMD" "algorithm=$algo" "hardware=${HARDWARE:-gpu_1x8}" "seed=$seed"
+            ${MODEL:+"model=$MODEL"} ${EXPERIMENT:+"experiment=$EXPERIMENT"} "trainer.nnodes=$NODES"
+            "trainer.resume_mode=auto" "trainer.experiment_name=$name" "trainer.default_local_dir=$run_dir/checkpoints"
+            "hydra.run.dir=$run_dir" "${grid_args[@]}" "$@")
+        printf 'run %s/%s: %s\n' "$((i + 1))" "$count" "$(printf '%q ' "${train[@]}")"
+        [[ $DRY_RUN == 1 ]] && continue
+        mkdir -p "$run_dir/logs"
+        printf '\n===== attempt local on %s, %(%F %T)T =====\n' "$(hostname)" -1 >>"$run_dir/logs/launcher.log"
+        rc=0
+        "${train[@]}" >>"$run_dir/logs/train.log" 2>&1 || rc=$?
+        printf '[sspo-local %(%F %T)T] exit %d (run dir %s; see logs/train.log)\n' -1 "$rc" "$run_dir" \
+            | tee -a "$run_dir/logs/launcher.log"
+        if [[ -n $EVAL ]] && ((rc == 0)); then "${sweep_cmd[@]}" --index "$i" >/dev/null || true; fi
+    done
+    if [[ -n $EVAL ]]; then
+        if [[ $DRY_RUN == 1 ]]; then printf 'then: %s\n' "$(printf '%q ' "${sweep_cmd[@]}")"; else
+            "${sweep_cmd[@]}" --table-only
+        fi
+    fi
+    exit 0
+fi
+
 # ---------------------------------------- submit ------------------------------------------
 read -ra extra <<<"$SBATCH_ARGS"
 cmd=(sbatch --parsable "--array=0-$((count - 1))${MAX_PARALLEL:+%$MAX_PARALLEL}" "--job-name=$SWEEP_NAME"
@@ -172,7 +207,6 @@ submit() {  # submit SBATCH_ARGS...: prints the job id; dies naming the command 
     [[ $out =~ ^[0-9]+$ ]] || die "sbatch printed '$out', expected a job id"
     printf '%s' "$out"
 }
-sweep_cmd=("$SSPO_EVAL" sweep "$SWEEP_DIR" "${eval_args[@]}")
 if [[ $DRY_RUN == 1 ]]; then
     job="(dry run, not submitted)" array="<array job>"
 else
