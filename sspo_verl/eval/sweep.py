@@ -198,7 +198,11 @@ def _check_results(results: dict, run: Run, spec: EvalSpec, step: int, path: Pat
         problems.append(f"benchmarks {sorted(results.get('benchmarks') or {})} (asked: {sorted(spec.benchmarks)})")
     if results.get("limit") != spec.limit:
         problems.append(f"limit {results.get('limit')} (asked: {spec.limit})")
-    recorded = (results.get("run") or {}).get("step", (results.get("model") or {}).get("step"))
+    recorded_run = results.get("run") or {}
+    for key, expected in (("name", run.name), ("algorithm", run.algo), ("seed", run.seed)):
+        if recorded_run.get(key) is not None and recorded_run[key] != expected:
+            problems.append(f"run {key} {recorded_run[key]!r} (the manifest row says {expected!r})")
+    recorded = recorded_run.get("step", (results.get("model") or {}).get("step"))
     if recorded is not None and int(recorded) != step:
         problems.append(f"checkpoint global_step_{recorded} (expected global_step_{step})")
     if problems:
@@ -218,6 +222,28 @@ def _load(out_dir: Path) -> Optional[dict]:
         raise SweepError(f"{path}: not valid JSON ({exc}); move it away to evaluate this checkpoint again") from None
 
 
+def _check_record(run: Run) -> None:
+    """The run directory must hold the manifest row's run: its ``resolved_config.yaml`` (sspo-train's record)
+    names the same algorithm and seed (a directory copied or reused from another sweep would mix runs)."""
+    import yaml
+
+    path = run.run_dir / "resolved_config.yaml"
+    if not path.is_file():
+        return
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SweepError(f"run {run.name}: {path} is not YAML ({exc})") from None
+    algo = (config.get("algorithm_preset") or {}).get("name")
+    seed = config.get("seed")
+    if (algo is not None and algo != run.algo) or (seed is not None and seed != run.seed):
+        raise SweepError(
+            f"run {run.name}: {path} records algorithm={algo} seed={seed}, but the manifest row says "
+            f"algorithm={run.algo} seed={run.seed}: this directory holds another run. Move it out of the sweep "
+            f"(or fix {run.run_dir.parent / MANIFEST}) and run again."
+        )
+
+
 def plan(sweep_dir: str | Path, spec: EvalSpec, indices: Optional[Sequence[int]] = None) -> list[RunEval]:
     """Every run (or the rows ``indices``) at every asked checkpoint, with its status; earlier evaluations loaded
     and checked against the spec."""
@@ -230,6 +256,7 @@ def plan(sweep_dir: str | Path, spec: EvalSpec, indices: Optional[Sequence[int]]
         runs = [r for r in runs if r.index in set(indices)]
     items = []
     for run in runs:
+        _check_record(run)
         state, detail = training_state(run)
         if state != "finished":
             items.append(RunEval(run, None, state, detail))

@@ -215,3 +215,23 @@ def test_one_seed_says_not_enough_seeds(tmp_path, stand_in_eval, data_dir):
     table, summary = sweep.tabulate(sweep_dir, SPEC, sweep.evaluate(sweep_dir, SPEC, data_dir), baseline="grpo")
     assert summary["groups"][0]["cells"]["math500"]["half_width"] is None
     assert "(n=1)" in table.read_text() and "n=1: not enough seeds" in table.read_text()
+
+
+def test_a_run_dir_holding_another_run_is_refused_by_name(tmp_path, stand_in_eval, data_dir):
+    sweep_dir = make_sweep(tmp_path, [("grpo", 1, "finished"), ("sspo", 1, "finished")])
+    (sweep_dir / "abl-sspo-seed1" / "resolved_config.yaml").write_text("algorithm_preset:\n  name: gspo\nseed: 1\n")
+    with pytest.raises(sweep.SweepError, match=r"run abl-sspo-seed1: .* records algorithm=gspo seed=1, but the "
+                                               r"manifest row says algorithm=sspo seed=1"):
+        sweep.evaluate(sweep_dir, SPEC, data_dir)
+    assert not stand_in_eval  # refused before anything was evaluated
+
+
+def test_an_evaluation_recorded_for_another_run_is_refused(tmp_path, stand_in_eval, data_dir):
+    sweep_dir = make_sweep(tmp_path, [("grpo", 1, "finished")])
+    sweep.evaluate(sweep_dir, SPEC, data_dir)
+    path = sweep.eval_dir(sweep.read_manifest(sweep_dir)[0], SPEC, 2) / "results.json"
+    results = json.loads(path.read_text())
+    results["run"] = {"name": "other-grpo-seed1", "algorithm": "grpo", "seed": 1, "step": 2}
+    path.write_text(json.dumps(results))
+    with pytest.raises(sweep.SweepError, match="run name 'other-grpo-seed1'"):
+        sweep.tabulate(sweep_dir, SPEC)
