@@ -114,12 +114,10 @@ def _snapshot(run_dir):
 
 
 def _changed(before, after):
-    """Paths removed, changed (content or mtime) or added between two snapshots, but what a rerun may add: its own
-    launch record under .hydra/ (one directory per launch: Hydra's config and overrides) and lines of train.log
-    (Hydra's log of sspo-train's messages). Every file that was there before must stay byte for byte."""
+    """Paths removed, changed (content or mtime) or added between two snapshots: a launch that trains nothing takes
+    back Hydra's launch record and its lines of train.log (sspo_verl.train.LaunchFootprint), so nothing may differ."""
     paths = set(before) | set(after)
-    return sorted(p for p in paths if before.get(p) != after.get(p) and p != "train.log"
-                  and not (p not in before and p.startswith(".hydra/")))
+    return sorted(p for p in paths if before.get(p) != after.get(p))
 
 
 def _log(result: JobResult) -> str:
