@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out-dir", required=True)
     run.add_argument("--benchmarks", type=_benchmarks, default=DEFAULT_BENCHMARKS,
                      help=f"comma-separated from {','.join(ALL_BENCHMARKS)} (default {','.join(DEFAULT_BENCHMARKS)})")
-    run.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM with a GPU, else HF generate")
+    run.add_argument("--backend", choices=BACKENDS, default="auto",
+                     help="auto: vLLM where it can run (a GPU, or the CPU build of vLLM), else HF generate")
     run.add_argument("--label", default=None, help="row name in the table (default: the training run's algorithm, "
                      "seed and step; the model directory's name for an HF model)")
     run.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -81,8 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM")
     run.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vLLM")
     run.add_argument("--max-model-len", type=int, default=None, help="vLLM (default: the model's)")
-    run.add_argument("--dtype", default="auto", help="vLLM dtype")
-    run.add_argument("--enforce-eager", action="store_true", help="vLLM: no CUDA graphs")
+    run.add_argument("--dtype", default=None, help="vLLM dtype (default: auto on a GPU, hardware/cpu.yaml's float32 on CPU)")
+    run.add_argument("--enforce-eager", action="store_true", default=None,
+                     help="vLLM: no CUDA graphs (always on CPU: hardware/cpu.yaml)")
+    run.add_argument("--kv-cache-memory-bytes", type=int, default=None,
+                     help="vLLM KV cache size (default: a share of GPU memory; on CPU hardware/cpu.yaml's 128 MiB, "
+                          "enough for the tiny model: a larger model needs more, at least one max_model_len sequence)")
     run.add_argument("--hf-batch-size", type=int, default=8, help="HF backend: prompts per generate call")
     run.add_argument("--verify-timeout-s", type=float, default=DEFAULT_TIMEOUT_S, help="per-answer verifier timeout")
     run.add_argument("--num-procs", type=int, default=None, help="verifier processes (default min(4, CPUs))")
@@ -117,6 +122,7 @@ def main(argv=None) -> int:
             options = VLLMOptions(
                 tensor_parallel_size=args.tensor_parallel_size, gpu_memory_utilization=args.gpu_memory_utilization,
                 max_model_len=args.max_model_len, dtype=args.dtype, enforce_eager=args.enforce_eager,
+                kv_cache_memory_bytes=args.kv_cache_memory_bytes,
             )
             results = run_eval(
                 args.model, args.data_dir, args.out_dir, args.benchmarks, decoding, backend=args.backend,

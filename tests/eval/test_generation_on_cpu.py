@@ -1,9 +1,5 @@
-"""Generation backends: HF generate on the tiny model, and the vLLM call path against a stand-in module.
-
-vLLM itself needs a GPU; the stand-in records what sspo-eval passes to ``vllm.LLM`` / ``SamplingParams`` /
-``LLM.generate`` and returns outputs shaped like vLLM's ``RequestOutput``, so the glue code is checked here
-and the real engine on a GPU machine.
-"""
+"""Generation backends: HF generate on the tiny model; which backend ``auto`` picks and the engine settings it
+records. The real vLLM engine (the CPU build) runs in test_vllm_backend_on_cpu.py."""
 
 import sys
 import types
@@ -21,12 +17,37 @@ PROMPTS = [
 ]
 
 
-def test_auto_backend_without_gpu_is_hf(monkeypatch):
+def test_auto_picks_vllm_wherever_it_can_run(monkeypatch):
+    from sspo_verl.eval import generation
+
+    assert generation.vllm_problems() == []  # make setup installs the pinned CPU build of vLLM
+    assert choose_backend("auto") == "vllm" and choose_backend("hf") == "hf"
+    monkeypatch.setattr(generation, "vllm_problems", lambda: ["the installed 'vllm' is a GPU build"])
     assert choose_backend("auto") == "hf"
-    monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))  # installed (a stand-in: only found here)
-    assert choose_backend("vllm") == "vllm"
+    with pytest.raises(generation.BackendUnavailableError, match="GPU build.*--backend hf"):
+        choose_backend("vllm")
     with pytest.raises(ValueError):
         choose_backend("tgi")
+
+
+def test_cpu_engine_is_bounded_like_training():
+    """On CPU the engine settings come from hardware/cpu.yaml, training's CPU vLLM settings (one source)."""
+    import yaml
+
+    from sspo_verl.eval.generation import VLLMOptions, describe_engine, engine_settings
+    from sspo_verl.train import config_dir
+
+    with open(f"{config_dir()}/hardware/cpu.yaml") as fh:
+        rollout = yaml.safe_load(fh)["actor_rollout_ref"]["rollout"]
+    engine = engine_settings("vllm")
+    assert engine == {"device": "cpu", "dtype": rollout["dtype"], "enforce_eager": True,
+                      "kv_cache_memory_bytes": rollout["engine_kwargs"]["vllm"]["kv_cache_memory_bytes"]}
+    assert describe_engine("vllm", engine) == "vLLM on cpu, float32, eager, KV cache 128 MiB"
+    given = engine_settings("vllm", VLLMOptions(dtype="bfloat16", kv_cache_memory_bytes=1 << 30))
+    assert (given["dtype"], given["kv_cache_memory_bytes"]) == ("bfloat16", 1 << 30)
+    with pytest.raises(ValueError, match="eager"):
+        engine_settings("vllm", VLLMOptions(enforce_eager=False))
+    assert engine_settings("hf") == {"device": "cpu", "dtype": "float32"}
 
 
 def test_hf_sampled_shapes_and_seed(tiny_model):
@@ -47,63 +68,6 @@ def test_hf_greedy_is_batch_invariant(tiny_model):
     batched = generate("hf", tiny_model, PROMPTS, d, hf_batch_size=3)
     single = generate("hf", tiny_model, PROMPTS, d, hf_batch_size=1)
     assert [s[0].text for s in batched] == [s[0].text for s in single]  # left padding does not change answers
-
-
-class _FakeVLLM:
-    calls = {}
-
-    class LLM:
-        def __init__(self, **kwargs):
-            _FakeVLLM.calls["init"] = kwargs
-
-        def generate(self, prompts, params):
-            _FakeVLLM.calls["prompts"] = prompts
-            _FakeVLLM.calls["params"] = params
-            outputs = []
-            for p in prompts:
-                completions = [
-                    SimpleNamespace(text=f"\\boxed{{{len(p['prompt_token_ids'])}}}", token_ids=[1, 2, 3],
-                                    finish_reason="length" if j == 0 else "stop")
-                    for j in range(params.n)
-                ]
-                outputs.append(SimpleNamespace(outputs=completions))
-            return outputs
-
-    class SamplingParams:
-        def __init__(self, **kwargs):
-            self.__dict__.update(kwargs)
-
-
-@pytest.fixture
-def fake_vllm(monkeypatch):
-    module = types.ModuleType("vllm")
-    module.LLM, module.SamplingParams = _FakeVLLM.LLM, _FakeVLLM.SamplingParams
-    monkeypatch.setitem(sys.modules, "vllm", module)
-    _FakeVLLM.calls.clear()
-    return _FakeVLLM.calls
-
-
-def test_vllm_call_path(fake_vllm, tiny_model):
-    from transformers import AutoTokenizer
-
-    from sspo_verl.eval.generation import VLLMOptions
-
-    d = DecodingConfig(temperature=0.6, top_p=0.95, n=2, max_new_tokens=64, seed=7)
-    out = generate("vllm", tiny_model, PROMPTS, d, VLLMOptions(tensor_parallel_size=2, max_model_len=4096))
-    init, params = fake_vllm["init"], fake_vllm["params"]
-    assert init["model"] == tiny_model and init["tensor_parallel_size"] == 2 and init["max_model_len"] == 4096
-    assert init["seed"] == 7
-    assert (params.n, params.temperature, params.top_p, params.max_tokens, params.seed) == (2, 0.6, 0.95, 64, 7)
-    expected_ids = prompt_token_ids(AutoTokenizer.from_pretrained(tiny_model), PROMPTS)
-    assert [p["prompt_token_ids"] for p in fake_vllm["prompts"]] == expected_ids  # same ids as the HF path
-    assert [[g.finish_reason for g in s] for s in out] == [["length", "stop"]] * 3
-    assert out[0][0].text == f"\\boxed{{{len(expected_ids[0])}}}" and out[0][0].num_tokens == 3
-
-
-def test_vllm_greedy_disables_sampling_knobs(fake_vllm, tiny_model):
-    generate("vllm", tiny_model, PROMPTS[:1], DecodingConfig(top_p=0.5, max_new_tokens=8))
-    params = fake_vllm["params"]
-    assert (params.n, params.temperature, params.top_p, params.top_k) == (1, 0.0, 1.0, -1)
 
 
 def test_vllm_missing_is_a_clear_error(monkeypatch, tiny_model):
