@@ -99,6 +99,16 @@ def training_run(checkpoint: str | os.PathLike | None, step: int | None) -> dict
     return run
 
 
+def checkpoint_stamp(checkpoint: str | os.PathLike | None) -> str | None:
+    """Which save of a ``global_step_N`` directory this is (its inode and change time): a run trained again into
+    the same directory (``sspo-train`` moves the earlier attempt to ``superseded/``) saves a new one, so an
+    evaluation or a merge of the earlier weights is not taken for one of these."""
+    if checkpoint is None:
+        return None
+    st = os.stat(checkpoint)
+    return f"{st.st_ino}-{st.st_ctime_ns}"
+
+
 def _checkpoint_dir(actor: Path) -> Path:
     """The ``global_step_N`` directory of an actor directory (itself when it is not named ``actor``)."""
     return actor.parent if actor.name == "actor" else actor
@@ -142,7 +152,8 @@ def merge_fsdp_checkpoint(actor_dir: Path, target_dir: Path, timeout_s: float = 
             f"verl.model_merger failed on {actor_dir} (exit {proc.returncode}).\ncommand: {' '.join(cmd)}\n"
             f"stderr (tail):\n{proc.stderr[-3000:]}"
         )
-    (tmp / MERGE_MARKER).write_text(json.dumps({"actor_dir": str(actor_dir.resolve())}))
+    (tmp / MERGE_MARKER).write_text(json.dumps({"actor_dir": str(actor_dir.resolve()),
+                                                "stamp": checkpoint_stamp(_checkpoint_dir(actor_dir))}))
     if target_dir.is_dir():
         target_dir.rmdir()  # empty (checked by the caller)
     target_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -208,14 +219,16 @@ def resolve_model(model: str, merged_dir: str | os.PathLike) -> ResolvedModel:
     target = Path(merged_dir)
     if target.is_dir() and any(target.iterdir()):
         marker = target / MERGE_MARKER
-        source = json.loads(marker.read_text()).get("actor_dir") if marker.is_file() else None
-        if source == str(actor.resolve()) and has_weights(target):
+        recorded = json.loads(marker.read_text()) if marker.is_file() else {}
+        source = recorded.get("actor_dir")
+        same_save = recorded.get("stamp") == checkpoint_stamp(_checkpoint_dir(actor))
+        if source == str(actor.resolve()) and same_save and has_weights(target):
             check_safetensors(target)
             # merged by an earlier run
             return ResolvedModel(str(target), "verl-fsdp-merged", model, step, str(_checkpoint_dir(actor).resolve()))
         raise ModelSourceError(
-            f"merge target {target} is not empty and is not a merge of {actor} (it holds a merge of {source}); "
-            "remove it or pass another --merged-dir"
+            f"merge target {target} is not empty and is not a merge of {actor} as saved now (it holds a merge of "
+            f"{source}{'' if same_save else ', an earlier save'}); remove it or pass another --merged-dir"
         )
     merge_fsdp_checkpoint(actor, target)
     return ResolvedModel(str(target), "verl-fsdp-merged", model, step, str(_checkpoint_dir(actor).resolve()))

@@ -24,6 +24,7 @@ from pathlib import Path
 from sspo_verl.data.sources import EVAL_BENCHMARKS
 from sspo_verl.eval.benchmarks import DISPLAY, MATH_BENCHMARKS, TASK_BENCHMARKS
 from sspo_verl.eval.decoding import DecodingConfig
+from sspo_verl.eval.generation import describe_engine
 from sspo_verl.eval.pass_at_k import avg_at_n, mean_pass_at_k
 
 
@@ -178,10 +179,10 @@ def markdown_table(results: list[dict], allow_mixed_settings: bool = False) -> s
     for r in results:
         d = DecodingConfig.from_dict(r["decoding"])
         metric = "greedy accuracy" if d.greedy else f"avg@{d.n} accuracy"
-        engine = f" ({r['engine']})" if r.get("engine") else ""
         lines.append(
-            f"- {r['label']}: {metric} (%), {d.describe()}; {_limit_text(r.get('limit'))}; backend {r['backend']}"
-            f"{engine}; prompt template from the data files; model {r['model']['source']}"
+            f"- {r['label']}: {metric} (%), {d.describe()}; {_limit_text(r.get('limit'))}; backend "
+            f"{describe_engine(r['backend'], r.get('engine'))}; prompt template from the data files; "
+            f"model {r['model']['source']}"
         )
     if paper:
         lines.append("- Avg. = unweighted mean of the five benchmarks; AIME25 (post-cutoff check) is not in it.")

@@ -13,8 +13,9 @@ Output directory layout::
 generating again.
 
 An output directory holds one evaluation: ``run`` into a directory whose ``results.json`` evaluated the same
-model with the same decoding, benchmarks, ``--limit`` and backend returns it as it is (nothing is generated);
-one of anything else is refused before anything is loaded or written (:func:`check_out_dir`).
+model (for a checkpoint: the same save of it, :func:`~sspo_verl.eval.model_source.checkpoint_stamp`) with the
+same decoding, benchmarks, ``--limit``, backend and engine returns it as it is (nothing is generated); one of
+anything else is refused before anything is loaded or written (:func:`check_out_dir`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,14 @@ from sspo_verl.data.prepare import read_verl_rows
 from sspo_verl.data.readers import DataError
 from sspo_verl.eval.benchmarks import TASK_BENCHMARKS, data_hint, score_task
 from sspo_verl.eval.decoding import DecodingConfig
-from sspo_verl.eval.generation import VLLMOptions, choose_backend, generate
-from sspo_verl.eval.model_source import ModelSourceError, locate_checkpoint, resolve_model, training_run
+from sspo_verl.eval.generation import VLLMOptions, choose_backend, engine_settings, generate
+from sspo_verl.eval.model_source import (
+    ModelSourceError,
+    checkpoint_stamp,
+    locate_checkpoint,
+    resolve_model,
+    training_run,
+)
 from sspo_verl.eval.results import (
     ProblemResult,
     average_of_five,
@@ -95,14 +102,16 @@ def _pool(benchmarks, num_procs: int | None):
 
 
 def _evaluation_of(results: dict) -> dict:
-    """What makes two evaluations the same: model, decoding, benchmarks, problems (--limit), backend."""
+    """What makes two evaluations the same: model, decoding, benchmarks, problems (--limit), backend and engine."""
     run = results.get("run") or {}
     return {
         "model": run.get("checkpoint") or results["model"].get("path") or results["model"]["source"],
+        "stamp": results["model"].get("stamp"),
         "decoding": results["decoding"],
         "benchmarks": sorted(results["benchmarks"]),
         "limit": results.get("limit"),
         "backend": results.get("backend"),
+        "engine": results.get("engine"),
     }
 
 
@@ -124,7 +133,8 @@ def check_out_dir(out_dir: Path, wanted: dict) -> dict | None:
                         "another --out-dir, or move it away.") from None
     if have == wanted:
         return earlier
-    differ = ", ".join(f"{k} {have[k]!r} (now {wanted[k]!r})" for k in wanted if have[k] != wanted[k])
+    differ = ", ".join("an earlier save of the checkpoint (it was trained again since)" if k == "stamp" else
+                       f"{k} {have[k]!r} (now {wanted[k]!r})" for k in wanted if have[k] != wanted[k])
     raise DataError(
         f"{path} already holds another evaluation ({earlier.get('label')}: {differ}); nothing was overwritten. "
         "Pass another --out-dir for this one, or move that directory away to evaluate again."
@@ -164,11 +174,13 @@ def run_eval(
             raise DataError(f"{data_dir / f'{b}.parquet'}: no such file (benchmark {b}); {data_hint(b, data_dir)}")
     rows = {b: read_verl_rows(data_dir / f"{b}.parquet")[:limit] for b in benchmarks}
     backend = choose_backend(backend)  # an unavailable backend fails here, before any model is merged or loaded
+    engine = engine_settings(backend, vllm_options)
     checkpoint, step = locate_checkpoint(model)
     run = training_run(checkpoint, step)
     label = label or run_label(run, step, Path(model.rstrip("/")).name)
-    wanted = {"model": checkpoint or str(Path(model).expanduser().resolve()), "decoding": decoding.to_dict(),
-              "benchmarks": sorted(benchmarks), "limit": limit, "backend": backend}
+    wanted = {"model": checkpoint or str(Path(model).expanduser().resolve()), "stamp": checkpoint_stamp(checkpoint),
+              "decoding": decoding.to_dict(),
+              "benchmarks": sorted(benchmarks), "limit": limit, "backend": backend, "engine": engine}
     earlier = check_out_dir(out_dir, wanted)
     if earlier is not None:
         logger.warning("%s: already evaluated in %s (same model, decoding, benchmarks, limit, backend): reused",
@@ -211,10 +223,11 @@ def run_eval(
     results = {
         "label": label,
         "run": run,
-        "model": {"source": resolved.source, "path": wanted["model"], "hf_path": resolved.hf_path,
+        "model": {"source": resolved.source, "path": wanted["model"], "stamp": wanted["stamp"], "hf_path": resolved.hf_path,
                   "kind": resolved.kind, "step": resolved.step},
         "decoding": decoding.to_dict(),
         "backend": backend,
+        "engine": engine,
         "verify_timeout_s": verify_timeout_s,
         "data_dir": str(data_dir),
         "limit": limit,

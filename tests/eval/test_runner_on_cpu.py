@@ -219,3 +219,22 @@ def test_plain_hf_model_has_a_null_run(tiny_model, eval_data, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["run"]) == {"name", "algorithm", "seed", "step", "run_dir", "checkpoint"}
     assert all(v is None for v in results["run"].values()) and results["limit"] is None
+
+
+def test_a_retrained_checkpoint_is_not_taken_for_its_earlier_evaluation(tiny_run, tmp_path, capsys):
+    """The run trained again into the same directory (sspo-train moves the earlier attempt aside): the same path,
+    another save; its earlier evaluation is neither reused nor overwritten."""
+    import shutil
+
+    run_dir, data = tiny_run
+    step = run_dir / "checkpoints" / "global_step_3"
+    argv = ["run", "--model", str(step), "--benchmarks", "tiny_eval", "--data-dir", str(data), "--out-dir",
+            str(tmp_path / "eval"), "--backend", "hf", "--max-new-tokens", "2", "--limit", "1"]
+    assert eval_main(argv) == 0
+    before = (tmp_path / "eval" / "results.json").read_bytes()
+    saved = tmp_path / "superseded"
+    shutil.move(str(step), saved)
+    shutil.copytree(saved, step)  # the new save
+    assert eval_main(argv) == 2
+    assert "an earlier save of the checkpoint" in capsys.readouterr().err
+    assert (tmp_path / "eval" / "results.json").read_bytes() == before
