@@ -2,11 +2,16 @@
 
 From nothing: builds the tiny model, its tokenizer and the task data from a seed (``runs/tiny``), then runs
 ``sspo-train hardware=cpu model=tiny rollout=hf algorithm=<a>`` for each algorithm in turn, printing one line
-per training step, and writes into ``runs/demo/``. ``--rollout vllm`` runs the same on verl's vLLM rollout (the
+per training step, keeps each run's final checkpoint, evaluates it on the tiny task's held-out split
+(``sspo-eval``'s ``tiny_eval``: verl's model merger, then HF generate, greedy) and writes into ``runs/demo/``.
+``--rollout vllm`` runs the same on verl's vLLM rollout (the
 CPU build of vLLM): the same steps, about a minute more start-up per run and ~3 GB more memory (BENCHMARKS.md),
 which is why the demo uses ``hf`` by default. Output:
 
     <algorithm>/metrics.jsonl    verl's per-step metrics (file logger), plus console.log and resolved_config.yaml
+    <algorithm>/checkpoints/global_step_<steps>   the final checkpoint (verl FSDP)
+    eval/<algorithm>/            sspo-eval's results.json, samples/ and merged_model/ of that checkpoint
+    eval/table.md                the evaluation table of the runs on tiny_eval (also printed, and in report.md)
     report.md                    conditions, metric tables, the runs as jobs (time, memory, failures)
     training.png                 reward, entropy, response length, clip fraction, KL: the three side by side
     clipping.png                 token / subsentence / sequence clip statistics of every algorithm
@@ -31,6 +36,7 @@ import sys
 import time
 
 from sspo_verl.demo.assets import DEFAULT_TINY_DIR, build_assets
+from sspo_verl.demo.task import EVAL_SPLIT
 from sspo_verl.demo.job import run_job
 from sspo_verl.demo.report import jobs_markdown
 
@@ -57,9 +63,35 @@ def demo_overrides(algorithm: str, steps: int, seed: int, out_root: str, rollout
         "trainer.total_epochs=1000",  # total_training_steps is the bound
         "trainer.val_before_train=false",
         "trainer.test_freq=-1",
-        "trainer.save_freq=-1",
+        f"trainer.save_freq={steps}",  # one checkpoint, the final one: what the demo evaluates
         "trainer.resume_mode=disable",  # a rerun starts over
     ]
+
+
+def evaluate_runs(demo_dir: str, data_dir: str, algorithms, steps: int, max_new_tokens: int = 32) -> tuple[str, list]:
+    """Evaluate each run's final checkpoint on ``tiny_eval`` (greedy, HF generate: cheaper than a vLLM engine
+    start-up per run at this size); return the table's markdown and the results.
+
+    A run's earlier evaluation in ``eval/<algorithm>`` is of the weights its last demo saved, which this demo
+    retrained (``resume_mode=disable``: sspo-train moved them to ``superseded/``): it is removed first.
+    """
+    import shutil
+
+    from sspo_verl.eval.decoding import DecodingConfig
+    from sspo_verl.eval.results import markdown_table
+    from sspo_verl.eval.runner import run_eval
+
+    results = []
+    for algorithm in algorithms:
+        out = os.path.join(demo_dir, "eval", algorithm)
+        shutil.rmtree(out, ignore_errors=True)
+        checkpoint = os.path.join(demo_dir, algorithm, "checkpoints", f"global_step_{steps}")
+        results.append(run_eval(checkpoint, data_dir, out, (EVAL_SPLIT,), DecodingConfig(max_new_tokens=max_new_tokens),
+                                backend="hf", hf_batch_size=64, argv=["sspo_verl.demo", "evaluate_runs"]))
+    table = markdown_table(results)
+    with open(os.path.join(demo_dir, "eval", "table.md"), "w", encoding="utf-8") as fh:
+        fh.write(table)
+    return table, results
 
 
 def _conditions(args, tiny: dict) -> dict:
@@ -160,16 +192,34 @@ def main(argv=None) -> int:
 
     from sspo_verl.report import write_report
 
+    evaluation, eval_ok = "", True
+    finished = [a for a in algorithms if info[a]["ok"]]
+    if finished:
+        t_eval = time.monotonic()
+        _print(f"[eval] the final checkpoints of {', '.join(finished)} on {EVAL_SPLIT} (held-out problems; verl's "
+               "model merger, then HF generate, greedy)")
+        try:
+            table, _ = evaluate_runs(demo_dir, os.path.join(tiny_dir, "data"), finished, args.steps)
+        except Exception as exc:  # noqa: BLE001 - the training report is still written; the failure is shown
+            eval_ok = False
+            info_line = f"[eval] FAILED: {type(exc).__name__}: {exc}"
+            _print(info_line)
+            evaluation = f"## Evaluation on {EVAL_SPLIT}\n\n{info_line}\n"
+        else:
+            _print(f"[eval] {time.monotonic() - t_eval:.0f} s; {os.path.join(demo_dir, 'eval', 'table.md')}:\n{table}")
+            evaluation = f"## Evaluation on {EVAL_SPLIT}\n\n{table}"
+
     logged = [a for a in runs if runs[a]]  # a run that failed before its first step has nothing to plot
     if logged:
         report = write_report([os.path.join(demo_dir, a) for a in logged], demo_dir,
                               title=f"sspo-verl CPU demo: GRPO / GSPO / SSPO, tiny model, seed {args.seed}",
-                              conditions=conditions, window=5, extra_markdown=jobs_markdown(runs, info))
+                              conditions=conditions, window=5,
+                              extra_markdown=jobs_markdown(runs, info) + ("\n\n" + evaluation if evaluation else ""))
         figures = ", ".join(os.path.basename(f) for f in report.figures)
         _print(f"[done] {time.monotonic() - t0:.0f} s in all. Report: {report.markdown} (figures: {figures})")
     else:
         _print(f"[done] {time.monotonic() - t0:.0f} s in all. No run logged a step: no report.")
-    return 0 if all(i["ok"] for i in info.values()) else 1
+    return 0 if eval_ok and all(i["ok"] for i in info.values()) else 1
 
 
 if __name__ == "__main__":
