@@ -150,6 +150,12 @@ def test_recipe_script_forwards_knobs(tmp_path):
     assert flags["--model"] == str(model) and flags["--out-dir"] == "eval/global_step_5-sampled"
     assert (flags["--n"], flags["--temperature"], flags["--top-p"]) == ("4", "0.6", "0.95")
     assert (flags["--tensor-parallel-size"], flags["--backend"], flags["--max-new-tokens"]) == ("2", "vllm", "3000")
+    run_step = tmp_path / "runs" / "sspo-tiny-seed1" / "checkpoints" / "global_step_5"
+    run_step.mkdir(parents=True)
+    proc = subprocess.run(["bash", str(script)], env=dict(env, MODEL=str(run_step)), capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert proc.returncode == 0 and dict(zip(argv[1::2], argv[2::2]))["--out-dir"] == "eval/sspo-tiny-seed1-global_step_5-sampled"
     bad = subprocess.run(["bash", str(script)], env=dict(env, MODE="beam"), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "MODE=beam" in bad.stderr
 
