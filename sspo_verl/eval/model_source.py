@@ -149,8 +149,9 @@ def merge_fsdp_checkpoint(actor_dir: Path, target_dir: Path, timeout_s: float = 
     if proc.returncode != 0 or not has_weights(tmp):
         shutil.rmtree(tmp, ignore_errors=True)
         raise ModelSourceError(
-            f"verl.model_merger failed on {actor_dir} (exit {proc.returncode}).\ncommand: {' '.join(cmd)}\n"
-            f"stderr (tail):\n{proc.stderr[-3000:]}"
+            f"verl.model_merger failed on {actor_dir} (exit {proc.returncode}): the checkpoint is incomplete or "
+            "corrupt (a run ended while saving?); evaluate another global_step_N of the run, or fix what the "
+            f"merger says.\ncommand: {' '.join(cmd)}\nstderr (tail):\n{proc.stderr[-3000:]}"
         )
     (tmp / MERGE_MARKER).write_text(json.dumps({"actor_dir": str(actor_dir.resolve()),
                                                 "stamp": checkpoint_stamp(_checkpoint_dir(actor_dir))}))

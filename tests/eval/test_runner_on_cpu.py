@@ -244,3 +244,20 @@ def test_a_retrained_checkpoint_is_not_taken_for_its_earlier_evaluation(tiny_run
     assert eval_main(argv) == 2
     assert "an earlier save of the checkpoint" in capsys.readouterr().err
     assert (tmp_path / "eval" / "results.json").read_bytes() == before
+
+
+def test_a_checkpoint_that_cannot_be_merged_names_the_run(tiny_run, tmp_path, capsys):
+    import yaml
+
+    run_dir = tmp_path / "runs" / "gspo-tiny-seed2"
+    actor = run_dir / "checkpoints" / "global_step_9" / "actor"
+    actor.mkdir(parents=True)
+    (actor / "model_world_size_1_rank_0.pt").write_bytes(b"not a tensor file")
+    (actor / "fsdp_config.json").write_text("{}")
+    (run_dir / "resolved_config.yaml").write_text(yaml.safe_dump({"algorithm_preset": {"name": "gspo"}, "seed": 2}))
+    out = tmp_path / "eval"
+    assert eval_main(["run", "--model", str(actor.parent), "--benchmarks", "tiny_eval", "--data-dir",
+                      str(tiny_run[1]), "--out-dir", str(out), "--backend", "hf"]) == 2
+    err = capsys.readouterr().err
+    assert "gspo-tiny-seed2 (gspo, seed 2, step 9)" in err and "huggingface/config.json missing" in err
+    assert not (out / "results.json").exists()
