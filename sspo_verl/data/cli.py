@@ -101,9 +101,9 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             for spec in SOURCES.values():
-                config = f" ({spec.hf_config})" if spec.hf_config else ""
+                config = f" config {spec.hf_config}" if spec.hf_config else ""
                 revision = spec.revision or "main (not pinned)"
-                print(f"{spec.name:15s} {spec.role:5s} {spec.hf_id}{config}@{revision} [{spec.hf_split}]  "
+                print(f"{spec.name:15s} {spec.role:5s} {spec.hf_id}@{revision}{config} [{spec.hf_split}]  "
                       f"{spec.description}")
             return 0
         if args.command == "prepare":
