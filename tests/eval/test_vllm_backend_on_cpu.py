@@ -18,7 +18,7 @@ from sspo_verl.eval.results import read_samples
 pytestmark = pytest.mark.slow  # one vLLM engine start-up (~40 s on 2 cores) and one HF run
 
 
-def _train_on_references(tiny_model: str, out: str, data, steps: int = 80) -> None:
+def _train_on_references(tiny_model: str, out: str, data, steps: int = 150) -> None:
     """Teacher-forced next-token training of the tiny model on the train split's reference solutions."""
     import pandas as pd
     import torch
@@ -35,7 +35,7 @@ def _train_on_references(tiny_model: str, out: str, data, steps: int = 80) -> No
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)  # (N, T)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for step in range(steps):
-        idx = torch.randint(0, len(texts), (16,))
+        idx = torch.randint(0, len(texts), (32,))
         loss = model(input_ids=batch["input_ids"][idx], attention_mask=batch["attention_mask"][idx],
                      labels=labels[idx]).loss
         loss.backward()
