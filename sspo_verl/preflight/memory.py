@@ -339,11 +339,13 @@ def estimate(config: DictConfig, model_config: Mapping[str, Any], *, flash_ce: O
     # logits of the largest micro-batch
     if flash_ce is None:
         flash_ce = cuda and importlib.util.find_spec("flash_attn") is not None
-    entropy = bool(_get(config, f"{ACTOR}.calculate_entropy", False)) or float(_get(config, f"{ACTOR}.entropy_coeff", 0)) != 0
+    entropy = (bool(_get(config, f"{ACTOR}.calculate_entropy", False))
+               or float(_get(config, f"{ACTOR}.entropy_coeff", 0)) != 0)
     fused = bool(_get(config, f"{MODEL}.use_fused_kernels", False))
     copies, logit_note = _logit_copies(config, entropy, flash_ce, fused)
     notes.append(logit_note)
-    T = _tokens_per_micro_batch(config, f"{ACTOR}.use_dynamic_bsz", f"{ACTOR}.ppo_max_token_len_per_gpu", f"{ACTOR}.ppo_micro_batch_size_per_gpu")
+    T = _tokens_per_micro_batch(config, f"{ACTOR}.use_dynamic_bsz", f"{ACTOR}.ppo_max_token_len_per_gpu",
+                                f"{ACTOR}.ppo_micro_batch_size_per_gpu")
     logits = copies * T * shape.vocab * b
 
     a = shape.activation_bytes_per_token_layer(b)
@@ -358,9 +360,11 @@ def estimate(config: DictConfig, model_config: Mapping[str, Any], *, flash_ce: O
         "update": {"params": params, "grads": grads, "optimizer": optim, "gathered": gathered, "logits": logits,
                    "activations": activations, "runtime": runtime},
     }
-    T_lp = _tokens_per_micro_batch(config, f"{ROLLOUT}.log_prob_use_dynamic_bsz", f"{ROLLOUT}.log_prob_max_token_len_per_gpu",
+    T_lp = _tokens_per_micro_batch(config, f"{ROLLOUT}.log_prob_use_dynamic_bsz",
+                                   f"{ROLLOUT}.log_prob_max_token_len_per_gpu",
                                    f"{ROLLOUT}.log_prob_micro_batch_size_per_gpu")
-    phases["log_prob"] = {"params": params, "optimizer": optim, "gathered": b * (shape.root_params + 2 * shape.layer_params),
+    phases["log_prob"] = {"params": params, "optimizer": optim,
+                          "gathered": b * (shape.root_params + 2 * shape.layer_params),
                           "logits": LOGIT_COPIES["forward"] * T_lp * shape.vocab * b,
                           "activations": T_lp * a, "runtime": runtime}
 
@@ -373,7 +377,8 @@ def estimate(config: DictConfig, model_config: Mapping[str, Any], *, flash_ce: O
             _get(config, f"{ROLLOUT}.enable_sleep_mode", True))
         vllm_in_update = not sleeps
         if vllm_in_update:
-            notes.append("vLLM never sleeps (free_cache_engine / enable_sleep_mode off): its share stays during the update")
+            notes.append("vLLM never sleeps (free_cache_engine / enable_sleep_mode off): its share stays during "
+                         "the update")
         tp = _int(config, f"{ROLLOUT}.tensor_model_parallel_size", 1)
         rb = _dtype_bytes(config, f"{ROLLOUT}.dtype", "bfloat16")
         max_len = _get(config, f"{ROLLOUT}.max_model_len") or (
@@ -388,7 +393,8 @@ def estimate(config: DictConfig, model_config: Mapping[str, Any], *, flash_ce: O
     elif cuda and rollout_name is not None:
         notes.append(f"rollout.name={rollout_name}: its memory is not modelled")
     if _get(config, f"{ACTOR}.use_kl_loss", False) or _get(config, "algorithm.use_kl_in_reward", False):
-        notes.append("reference model: forward-only with CPU-offloaded parameters in verl 0.9.1 (a log_prob-like phase)")
+        notes.append("reference model: forward-only with CPU-offloaded parameters in verl 0.9.1 (a log_prob-like "
+                     "phase)")
     return MemoryEstimate(shape, shards, phases, vllm_share, vllm_in_update, vllm_min, tuple(notes))
 
 
