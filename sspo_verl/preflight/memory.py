@@ -409,18 +409,30 @@ def relative_error(est: MemoryEstimate, measured_bytes: int, phase: str = "updat
 # --------------------------------------------------------------------------------------------------- the check
 
 
+def _asked_card_gib(ctx: Context) -> Optional[float]:
+    """preflight.gpu_memory_gib as a number of GiB, or None when unset.
+
+    Raises:
+        ValueError: it is not a finite positive number (the message names the key, the value and the fix).
+    """
+    asked = ctx.get("preflight.gpu_memory_gib")
+    if asked is None:
+        return None
+    if isinstance(asked, bool) or not isinstance(asked, (int, float)) or not math.isfinite(asked) or asked <= 0:
+        raise ValueError(f"preflight.gpu_memory_gib={asked!r} is not a finite positive number of GiB: set it to the "
+                         "card's memory (e.g. 80 for an H100 80GB) or null to read it from nvidia-smi")
+    return float(asked)
+
+
 def _card_bytes(ctx: Context) -> tuple[Optional[int], str]:
     """The card to fit: preflight.gpu_memory_gib, else the smallest visible GPU; (None, why) when unknown.
 
     Raises:
         ValueError: preflight.gpu_memory_gib is not a positive number (the message names it).
     """
-    asked = ctx.get("preflight.gpu_memory_gib")
+    asked = _asked_card_gib(ctx)
     if asked is not None:
-        if isinstance(asked, bool) or not isinstance(asked, (int, float)) or asked <= 0:
-            raise ValueError(f"preflight.gpu_memory_gib={asked!r} is not a positive number of GiB: set it to the "
-                             "card's memory (e.g. 80 for an H100 80GB) or null to read it from nvidia-smi")
-        return int(float(asked) * GIB), f"preflight.gpu_memory_gib={asked}"
+        return int(asked * GIB), f"preflight.gpu_memory_gib={asked:g}"
     from sspo_verl.preflight.gpu import query_gpus
 
     try:
@@ -460,6 +472,11 @@ def check_memory(ctx: Context) -> None:
     """Log the per-GPU estimate; refuse a config whose estimate exceeds the card (``preflight.gpu_memory_gib`` or
     the smallest GPU here), naming the knobs. No card known, or no readable config.json: logged, not blocked."""
     if not ctx.get("preflight.check_memory", True):
+        return
+    try:  # the knob is checked on every run, also where no card is compared (CPU, unreadable config.json)
+        _asked_card_gib(ctx)
+    except ValueError as exc:
+        ctx.error("memory", str(exc))
         return
     model_config, source = load_model_config(ctx.get(f"{MODEL}.path"))
     if model_config is None:

@@ -163,9 +163,11 @@ def test_an_unreadable_model_config_skips_the_estimate_with_the_reason(data_dir,
     assert "memory estimate skipped" in caplog.text and said in caplog.text
 
 
-@pytest.mark.parametrize("value", ["'80GB'", "-1", "true"])
-def test_a_card_size_that_is_not_a_number_is_refused_naming_the_key(data_dir, tmp_path, value):
-    model = _model_dir(tmp_path, QWEN_MATH["qwen2.5-math-1.5b"])
+@pytest.mark.parametrize("value", ["'80GB'", "-1", "true", "nan", "inf"])
+@pytest.mark.parametrize("readable_model", [True, False])
+def test_a_card_size_that_is_not_a_number_is_refused_naming_the_key(data_dir, tmp_path, value, readable_model):
+    # also where nothing is compared with it (a model config that cannot be read): a bad knob never passes quietly
+    model = _model_dir(tmp_path, QWEN_MATH["qwen2.5-math-1.5b"] if readable_model else {"model_type": "qwen2"})
     report = _preflight(["experiment=paper_qwen2.5_math_1.5b", f"actor_rollout_ref.model.path={model}",
                          f"preflight.gpu_memory_gib={value}"])
     assert any(m.startswith("preflight.gpu_memory_gib=") for m in messages(report, "memory", "error"))
