@@ -115,11 +115,8 @@ def tiny_model_dir(tmp_path_factory):
     return build_tiny_model(os.fspath(out), seed=0)
 
 
-@pytest.fixture
-def package_source(tmp_path):
-    """``tmp_path/src``: a copy of :data:`PACKAGE_SOURCES`, without caches or build output, to install from."""
-    src = tmp_path / "src"
-    src.mkdir()
+def copy_package_sources(src):
+    """Copy :data:`PACKAGE_SOURCES` into the existing directory ``src``, without caches or build output."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
     for name in PACKAGE_SOURCES:
         if (REPO / name).is_dir():
@@ -127,3 +124,11 @@ def package_source(tmp_path):
         else:
             shutil.copy(REPO / name, src / name)
     return src
+
+
+@pytest.fixture
+def package_source(tmp_path):
+    """``tmp_path/src``: a copy of :data:`PACKAGE_SOURCES`, to install from."""
+    src = tmp_path / "src"
+    src.mkdir()
+    return copy_package_sources(src)

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from sspo_verl import SUPPORTED_VERL_VERSION
-from tests.conftest import PACKAGE_SOURCES
+from tests.conftest import copy_package_sources
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = (REPO / "README.md", REPO / "docker" / "README.md")
@@ -143,13 +142,7 @@ LINES = install_lines()
 @pytest.fixture(scope="module")
 def resolved(tmp_path_factory):
     """Every line resolved, in parallel (pip waits on the network, not the CPU); line -> results or the error."""
-    src = tmp_path_factory.mktemp("src")  # what `.` means in the lines: a copy of the files setup.py reads
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
-    for name in PACKAGE_SOURCES:
-        if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, src / name, ignore=ignore)
-        else:
-            shutil.copy(REPO / name, src / name)
+    src = copy_package_sources(tmp_path_factory.mktemp("src"))  # what `.` means in the lines: the files setup.py reads
     work = tmp_path_factory.mktemp("pip")
     pip_env = _pip(work / "pip")
     with concurrent.futures.ThreadPoolExecutor(len(LINES)) as pool:
