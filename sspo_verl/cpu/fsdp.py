@@ -1,4 +1,5 @@
-"""verl's FSDP engine on CPU: engine registration for device ``cpu`` and unpinned FSDP2 CPU offload.
+"""verl's FSDP engine on CPU: engine registration for device ``cpu``, unpinned FSDP2 CPU offload, and FSDP2
+weight snapshots that copy.
 
 1. verl registers its FSDP / FSDP2 engines for devices ``cuda`` and ``npu`` only
    (``EngineRegistry.get_engine_cls`` → "No engine registered for device='cpu'"). :func:`register_engines`
@@ -9,19 +10,26 @@
    :data:`UNPINNED_OFFLOAD` (a :mod:`sspo_verl.patching` patch) rebinds the name ``CPUOffloadPolicy`` inside
    verl's engine module to a subclass that always sets ``pin_memory=False``; torch's class and every other
    user of it are untouched.
+3. verl's ``separate_async`` trainer keeps π_old (the weights of the last push) for a whole push cycle with
+   ``DetachActorWorker.save_model_to_cpu`` → ``verl.utils.fsdp_utils.fsdp2_sharded_save_to_cpu``, which copies
+   each shard with ``tensor.detach().cpu()``. On a GPU that is a copy; on CPU ``.cpu()`` returns the tensor
+   itself, so the "snapshot" is the live parameters, the optimizer moves it, and every mini-batch after the first
+   computes ``old_log_probs`` with the current weights instead of π_old (measured: a restored snapshot equals
+   the weights after the update). :data:`COPYING_SNAPSHOT` clones what it returns.
 
-Both are applied only by :func:`sspo_verl.cpu.activate`, after the CPU platform is registered (importing the
+All are applied only by :func:`sspo_verl.cpu.activate`, after the CPU platform is registered (importing the
 engine module resolves verl's platform).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from sspo_verl.cpu import verl_internals
 from sspo_verl.patching import Patch
 
-__all__ = ["UNPINNED_OFFLOAD", "register_engines", "unpinned_offload_policy"]
+__all__ = ["COPYING_SNAPSHOT", "UNPINNED_OFFLOAD", "copying_snapshot", "register_engines", "unpinned_offload_policy"]
 
 logger = logging.getLogger("sspo_verl.cpu")
 
@@ -47,6 +55,26 @@ UNPINNED_OFFLOAD = Patch(
     params=("pin_memory",),
     wrap=unpinned_offload_policy,
     why="FSDP2 reference-model CPU offload without pinned memory (pinning needs an accelerator)",
+)
+
+
+def copying_snapshot(sharded_save_to_cpu):
+    """``fsdp2_sharded_save_to_cpu`` whose shards are copies, also where ``.cpu()`` returns the tensor itself."""
+
+    @functools.wraps(sharded_save_to_cpu)
+    def fsdp2_sharded_save_to_cpu(model):
+        state, global_spec = sharded_save_to_cpu(model)
+        return {name: (shard.clone(), spec) for name, (shard, spec) in state.items()}, global_spec
+
+    return fsdp2_sharded_save_to_cpu
+
+
+COPYING_SNAPSHOT = Patch(
+    module="verl.utils.fsdp_utils",
+    name="fsdp2_sharded_save_to_cpu",
+    params=("model",),
+    wrap=copying_snapshot,
+    why="separate_async's π_old snapshot is a copy on CPU, not the live parameters",
 )
 
 

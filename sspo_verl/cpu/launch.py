@@ -14,12 +14,16 @@ and a Ray cluster that verl can schedule on:
   joins it instead and may span its nodes (``trainer.nnodes > 1``); its slots are then the ones each node's
   ``ray start --num-cpus/--num-gpus`` declared, and ``num_cpus`` / ``num_gpus`` must be null (Ray refuses them
   from a driver that joins).
-* ``num_gpus=<ranks>`` — logical GPU slots: verl's placement groups ask for one ``GPU`` per trainer rank; no
-  GPU is touched.
+* ``num_gpus=<slots>`` — logical GPU slots: verl's placement groups ask for one ``GPU`` per trainer rank, and
+  ``mode=separate_async`` for one per slot of its standalone rollout pool (``rollout.nnodes ×
+  rollout.n_gpus_per_node``); no GPU is touched.
 * ``num_cpus`` — logical CPU slots, at least :func:`required_ray_cpus`. The V1 trainer's TransferQueue starts
   ``num_data_storage_units`` actors of one CPU each inside a placement group and waits for it without a
   timeout: with fewer logical CPUs than its actors reserve, the run **hangs silently** (on a 2-core machine Ray
   detects 2). The default is ``max(16, required)``; logical CPUs are scheduling slots, not threads.
+
+and, for ``mode=separate_async``, a weight transport between processes: the checkpoint engine ``gloo``
+(:mod:`sspo_verl.cpu.checkpoint_engine`) in place of the mode's GPU default ``nccl``.
 
 ``sspo-train`` calls :func:`prepare_driver` then :func:`apply_to_config` for ``trainer.device=cpu``; scripts that
 call ``python -m verl.trainer.main_ppo`` directly can use :func:`cli_overrides` and export :func:`cpu_env_vars`.
@@ -34,6 +38,7 @@ from typing import Any
 from sspo_verl.cpu import vllm_checks
 
 __all__ = [
+    "CHECKPOINT_ENGINE",
     "CPU_ENV_VARS",
     "CPU_ROLLOUTS",
     "DEFAULT_RAY_NUM_CPUS",
@@ -47,6 +52,7 @@ __all__ = [
     "prepare_driver",
     "ray_init_settings",
     "required_ray_cpus",
+    "standalone_rollout_slots",
 ]
 
 # Environment for the driver and every Ray worker of a CPU run (hardware/cpu.yaml lists the same).
@@ -59,8 +65,14 @@ DEFAULT_RAY_NUM_CPUS = 16
 CPU_ROLLOUTS = ("vllm", "hf")
 # TransferQueue storage units for a CPU run (verl's default 8 reserves 8 logical CPUs for a tiny batch).
 DEFAULT_STORAGE_UNITS = 2
-# verl's ResourcePoolManager reserves this many CPU slots per trainer-rank bundle (max_colocate_count=3).
+# verl's ResourcePoolManager reserves this many CPU slots per trainer-rank bundle (max_colocate_count=3), and per
+# bundle of separate_async's standalone rollout pool (RolloutReplica.init_standalone: max_colocate_count=2).
 _CPUS_PER_RANK_BUNDLE = 3
+_CPUS_PER_ROLLOUT_BUNDLE = 2
+# The checkpoint engine that carries separate_async's weight pushes on CPU, and the GPU one the mode defaults to.
+CHECKPOINT_ENGINE = "gloo"
+_GPU_CHECKPOINT_ENGINE = "nccl"
+_ENGINE_KEY = "actor_rollout_ref.rollout.checkpoint_engine.backend"
 
 
 def cpu_env_vars() -> dict[str, str]:
@@ -82,19 +94,33 @@ class CPUConfigError(ValueError):
     """A trainer config that cannot run on the CPU backend (the message says how to fix it)."""
 
 
-def required_ray_cpus(n_ranks: int, storage_units: int = DEFAULT_STORAGE_UNITS) -> int:
+def required_ray_cpus(n_ranks: int, storage_units: int = DEFAULT_STORAGE_UNITS, rollout_slots: int = 0) -> int:
     """Logical CPU slots the V1 trainer reserves: TransferQueue controller (1) + storage units + per-rank bundles
-    (3 each) + 1 slot for scheduling the actors that hold none once placed (TaskRunner, agent/reward workers)."""
-    return 1 + int(storage_units) + _CPUS_PER_RANK_BUNDLE * int(n_ranks) + 1
+    (3 each) + the standalone rollout pool's bundles (2 each, ``mode=separate_async``) + 1 slot for scheduling the
+    actors that hold none once placed (TaskRunner, agent/reward workers)."""
+    return (1 + int(storage_units) + _CPUS_PER_RANK_BUNDLE * int(n_ranks) + _CPUS_PER_ROLLOUT_BUNDLE * int(rollout_slots)
+            + 1)
 
 
-def ray_init_settings(n_ranks: int, storage_units: int = DEFAULT_STORAGE_UNITS, num_cpus: int | None = None) -> dict:
-    """``ray_kwargs.ray_init`` values for a CPU run with ``n_ranks`` trainer ranks (see the module docstring)."""
-    need = required_ray_cpus(n_ranks, storage_units)
+def standalone_rollout_slots(config) -> int:
+    """GPU slots of ``mode=separate_async``'s standalone rollout pool (``rollout.nnodes × n_gpus_per_node``); 0 for
+    the other modes, whose rollout shares the trainer's slots."""
+    if _get(config, "trainer.v1.trainer_mode", "sync") != "separate_async":
+        return 0
+    nnodes = _get(config, "actor_rollout_ref.rollout.nnodes", 0)
+    per_node = _get(config, "actor_rollout_ref.rollout.n_gpus_per_node", 0)
+    return max(0, int(nnodes or 0)) * max(0, int(per_node or 0))
+
+
+def ray_init_settings(n_ranks: int, storage_units: int = DEFAULT_STORAGE_UNITS, num_cpus: int | None = None,
+                      rollout_slots: int = 0) -> dict:
+    """``ray_kwargs.ray_init`` values for a CPU run with ``n_ranks`` trainer ranks and ``rollout_slots`` standalone
+    rollout slots (see the module docstring)."""
+    need = required_ray_cpus(n_ranks, storage_units, rollout_slots)
     return {
         "address": "local",
         "num_cpus": max(DEFAULT_RAY_NUM_CPUS, need) if num_cpus is None else int(num_cpus),
-        "num_gpus": int(n_ranks),
+        "num_gpus": int(n_ranks) + int(rollout_slots),
         "include_dashboard": False,
         "runtime_env": {"env_vars": cpu_env_vars()},
     }
@@ -137,9 +163,13 @@ def apply_to_config(config) -> dict[str, Any]:
     Raises:
         CPUConfigError: with what is wrong and the override that fixes it.
     """
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf, open_dict
 
-    problems = []
+    problems, applied = [], {}
+    if standalone_rollout_slots(config) and _get(config, _ENGINE_KEY) == _GPU_CHECKPOINT_ENGINE:
+        # mode=separate_async's default transport moves GPU memory; on CPU its weight pushes take the gloo engine
+        OmegaConf.update(config, _ENGINE_KEY, CHECKPOINT_ENGINE)
+        applied[_ENGINE_KEY] = CHECKPOINT_ENGINE
     device = _get(config, "trainer.device")
     if device != "cpu":
         problems.append(f"trainer.device={device!r}: the CPU backend needs trainer.device=cpu (hardware=cpu).")
@@ -195,8 +225,17 @@ def apply_to_config(config) -> dict[str, Any]:
                 f"of {per_rank}, "
                 f"e.g. actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={_largest_divisor(per_rank, int(micro))}."
             )
+    rollout_slots = standalone_rollout_slots(config)
+    engine = _get(config, _ENGINE_KEY)
+    if rollout_slots and engine not in (CHECKPOINT_ENGINE, "naive"):
+        # ('naive' is refused for separate_async on every device by pre-flight: sspo_verl/preflight/trainer_mode.py)
+        problems.append(
+            f"{_ENGINE_KEY}={engine!r}: mode=separate_async pushes weights to its standalone rollout pool through a "
+            f"checkpoint engine, and on CPU only {CHECKPOINT_ENGINE!r} (sspo_verl.cpu.checkpoint_engine) has a "
+            f"transport without a GPU; set {_ENGINE_KEY}={CHECKPOINT_ENGINE}."
+        )
     storage_units = int(_get(config, "transfer_queue.backend.SimpleStorage.num_data_storage_units", 8))
-    need = required_ray_cpus(n_ranks, storage_units)
+    need = required_ray_cpus(n_ranks, storage_units, rollout_slots)
     num_cpus = _get(config, "ray_kwargs.ray_init.num_cpus")
     num_gpus = _get(config, "ray_kwargs.ray_init.num_gpus")
     if joins:
@@ -212,20 +251,22 @@ def apply_to_config(config) -> dict[str, Any]:
         problems.append(
             f"ray_kwargs.ray_init.num_cpus={num_cpus} is below the {need} logical CPUs this run's Ray actors reserve "
             f"(TransferQueue: 1 controller + {storage_units} storage units, {_CPUS_PER_RANK_BUNDLE} per trainer rank "
-            f"x {n_ranks}, 1 for scheduling); Ray would wait forever for them. Set ray_kwargs.ray_init.num_cpus="
+            f"x {n_ranks}, {_CPUS_PER_ROLLOUT_BUNDLE} per standalone rollout slot x {rollout_slots}, 1 for "
+            "scheduling); Ray would wait forever for them. Set ray_kwargs.ray_init.num_cpus="
             f"{max(DEFAULT_RAY_NUM_CPUS, need)} (logical slots, not cores) or lower "
             "transfer_queue.backend.SimpleStorage.num_data_storage_units."
         )
-    if num_gpus is not None and int(num_gpus) < n_ranks:
+    if num_gpus is not None and int(num_gpus) < n_ranks + rollout_slots:
+        pool = f" and {rollout_slots} standalone rollout slot(s) (mode=separate_async)" if rollout_slots else ""
         problems.append(
-            f"ray_kwargs.ray_init.num_gpus={num_gpus}: verl places one (logical) GPU per trainer rank; the run has "
-            f"{n_ranks}. Remove the override or set it to {n_ranks}."
+            f"ray_kwargs.ray_init.num_gpus={num_gpus}: verl places one (logical) GPU per trainer rank and per "
+            f"standalone rollout slot; the run has {n_ranks} trainer rank(s){pool}, and Ray would wait forever for "
+            f"the rest. Remove the override or set it to {n_ranks + rollout_slots}."
         )
     if problems:
         raise CPUConfigError("This config cannot run on the CPU backend:\n  - " + "\n  - ".join(problems))
 
-    settings = ray_init_settings(n_ranks, storage_units, num_cpus)
-    applied = {}
+    settings = ray_init_settings(n_ranks, storage_units, num_cpus, rollout_slots)
     with open_dict(config):
         sampler = _get(config, "trainer.v1.sampler.custom_sampler")
         if sampler is not None and sampler.get("path") == REPLAY_BUFFER["path"]:
@@ -278,6 +319,7 @@ def cli_overrides(n_ranks: int = 1, storage_units: int = DEFAULT_STORAGE_UNITS) 
         "actor_rollout_ref.rollout.dtype=float32",
         "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
         "actor_rollout_ref.rollout.agent.num_workers=1",
+        "actor_rollout_ref.rollout.checkpoint_engine.custom_backend_module=sspo_verl.cpu.checkpoint_engine",
         "reward.num_workers=1",
         "data.dataloader_num_workers=0",
         f"trainer.v1.sampler.custom_sampler.path={REPLAY_BUFFER['path']}",

@@ -7,7 +7,9 @@ The rules come from verl's own code (``verl/trainer/ppo/v1``):
 * ``trainer_base.PPOTrainer.step``: ``data.train_batch_size % parameter_sync_step == 0`` (every mode; only
   ``separate_async`` has a ``parameter_sync_step`` key, the others use 1).
 * ``trainer_separate_async.PPOTrainerSeparateAsync.__init__``: ``train_batch_size == parameter_sync_step ×
-  actor.ppo_mini_batch_size``; ``rollout.nnodes > 0`` and ``rollout.n_gpus_per_node > 0`` (the standalone
+  actor.ppo_mini_batch_size`` (and, since it computes log-probs per mini-batch, log-prob micro-batches that divide
+  a rank's share of one); ``actor_rollout_ref.hybrid_engine=false`` dies in its ``_setup`` (a logging call with
+  ``flush=True``); ``rollout.nnodes > 0`` and ``rollout.n_gpus_per_node > 0`` (the standalone
   rollout pool); ``rollout.checkpoint_engine.backend != "naive"`` (weights must travel between processes);
   a reward model needs its own resource pool.
 * ``trainer_base.PPOTrainer._build_replay_buffer`` picks the trainer class by name
@@ -15,9 +17,11 @@ The rules come from verl's own code (``verl/trainer/ppo/v1``):
   ``ppo_trainer.yaml``, which is where this check reads them from.
 
 What sspo-verl adds: the ``hf`` rollout (sspo_verl/cpu/hf_server.py) cannot abort or resume a request, which
-both asynchronous trainers do at every weight update (partial rollout); no checkpoint engine of verl 0.9.1 has a
-CPU transport (nccl, hccl, nixl, mooncake, kimi all move device memory), so ``separate_async`` cannot run on the
-CPU backend; and the standalone pool must fit next to the trainer on the GPUs of this machine.
+both asynchronous trainers do at every weight update (partial rollout); every checkpoint engine of verl 0.9.1
+other than ``naive`` moves device memory (nccl, hccl, nixl, mooncake, kimi), so on the CPU backend
+``separate_async`` needs sspo-verl's ``gloo`` engine (sspo_verl/cpu/checkpoint_engine.py; the CPU launcher selects
+it, and sizes Ray's logical slots for the standalone pool); on GPUs the standalone pool must fit next to the
+trainer on the GPUs of this machine.
 """
 
 from __future__ import annotations
@@ -96,6 +100,35 @@ def _check_geometry(ctx: Context, mode: str) -> None:
             f"{MODE}=separate_async trains one mini-batch per weight-push slot, so verl asserts data.train_batch_size "
             f"== {sync_key} × {ACTOR}.ppo_mini_batch_size, but {train} != {sync_step} × {mini}. Fix: {fix}.",
         )
+        return
+    if mini is not None:
+        _check_log_prob_micro_batches(ctx, mini)
+
+
+def _check_log_prob_micro_batches(ctx: Context, mini: int) -> None:
+    """separate_async computes old (and reference) log-probs one mini-batch at a time, not per rollout batch: verl
+    asserts that each rank's share of a mini-batch splits into whole micro-batches (``prepare_micro_batches``)."""
+    n = _int(ctx, f"{ROLLOUT}.n", 1) or 1
+    ranks = (_int(ctx, "trainer.nnodes", 1) or 1) * (_int(ctx, "trainer.n_gpus_per_node", 1) or 1)
+    per_rank, uneven = divmod(mini * n, ranks)
+    if uneven:
+        return  # the data-parallel split itself does not divide: not this check's business
+    passes = [ROLLOUT]
+    if ctx.get("algorithm.use_kl_in_reward", False) or ctx.get(f"{ACTOR}.use_kl_loss", False):
+        passes.append("actor_rollout_ref.ref")  # verl's need_reference_policy
+    for section in passes:
+        micro = _int(ctx, f"{section}.log_prob_micro_batch_size_per_gpu")
+        if micro is None or micro <= 0 or ctx.get(f"{section}.log_prob_use_dynamic_bsz", False):
+            continue
+        if per_rank % micro:
+            fit = max(d for d in range(1, min(micro, per_rank) + 1) if per_rank % d == 0)
+            ctx.error(
+                "trainer_mode",
+                f"{MODE}=separate_async computes log-probs one mini-batch at a time: {ACTOR}.ppo_mini_batch_size="
+                f"{mini} prompts × {ROLLOUT}.n={n} / {ranks} trainer rank(s) = {per_rank} samples per rank, which "
+                f"{section}.log_prob_micro_batch_size_per_gpu={micro} does not divide (verl asserts it at the first "
+                f"step). Set {section}.log_prob_micro_batch_size_per_gpu={fit}.",
+            )
 
 
 def _check_standalone_pool(ctx: Context) -> None:
@@ -110,23 +143,32 @@ def _check_standalone_pool(ctx: Context) -> None:
             f"{ROLLOUT}.n_gpus_per_node to the rollout's GPUs (mode=separate_async sets nnodes=1).",
         )
         return
-    backend = ctx.get(f"{ROLLOUT}.checkpoint_engine.backend")
-    if ctx.get("trainer.device") == "cpu":
+    if ctx.get("actor_rollout_ref.hybrid_engine", True) is False:
+        # verl 0.9.1 PPOTrainerSeparateAsync._setup, hybrid replicas disabled: logger.info(..., flush=True)
         ctx.error(
             "trainer_mode",
-            f"{MODE}=separate_async on trainer.device=cpu: the standalone rollout pool receives the trainer's weights "
-            f"through a checkpoint engine ({ROLLOUT}.checkpoint_engine.backend={backend!r}), and every one of verl "
-            "0.9.1 other than 'naive' (nccl, hccl, nixl, mooncake, kimi) moves device memory; 'naive' works only "
-            "for colocated replicas, which verl refuses in this mode. On CPU use mode=colocate_async (the same "
-            "partial rollouts and version gap, with the rollout on the trainer's slots); separate_async needs GPUs.",
+            f"{MODE}=separate_async with actor_rollout_ref.hybrid_engine=false: verl 0.9.1's trainer dies while "
+            "setting up (its log line for that case passes flush=True to logging: \"TypeError: Logger._log() got an "
+            "unexpected keyword argument 'flush'\"). Keep actor_rollout_ref.hybrid_engine=true (verl's default: a "
+            "replica on the trainer's devices too, idle unless trainer.v1.separate_async.hybrid_rollout.enable_switch).",
         )
-        return
+    backend = ctx.get(f"{ROLLOUT}.checkpoint_engine.backend")
+    on_cpu = ctx.get("trainer.device") == "cpu"
     if backend == "naive":
+        fix = "gloo (sspo-verl's CPU engine)" if on_cpu else "nccl (mode=separate_async's default), or nixl / mooncake"
         ctx.error(
             "trainer_mode",
             f"{MODE}=separate_async with {ROLLOUT}.checkpoint_engine.backend='naive': 'naive' hands weights over "
-            "inside one process (colocated replicas) and verl refuses it here. Set "
-            f"{ROLLOUT}.checkpoint_engine.backend=nccl (mode=separate_async's default), or nixl / mooncake.",
+            f"inside one process (colocated replicas) and verl refuses it here. Set "
+            f"{ROLLOUT}.checkpoint_engine.backend={fix}.",
+        )
+    elif on_cpu and backend != "gloo":
+        ctx.error(
+            "trainer_mode",
+            f"{MODE}=separate_async on trainer.device=cpu with {ROLLOUT}.checkpoint_engine.backend={backend!r}: "
+            "that engine moves device memory; on CPU the trainer's weights reach the standalone pool through "
+            f"sspo-verl's 'gloo' engine. Set {ROLLOUT}.checkpoint_engine.backend=gloo (sspo-train sets it in place "
+            "of the mode's default nccl) with hardware=cpu, which registers it (checkpoint_engine.custom_backend_module).",
         )
     reward_model = ctx.get("reward.reward_model.enable", False)
     if reward_model and not ctx.get("reward.reward_model.enable_resource_pool", False):
@@ -143,7 +185,8 @@ def _check_standalone_pool(ctx: Context) -> None:
             f"{ROLLOUT}.nnodes × n_gpus_per_node = {nnodes * per_node} GPUs cannot hold whole replicas of "
             f"{ROLLOUT}.tensor_model_parallel_size={tp}. Make the pool a multiple of {tp} GPUs.",
         )
-    _check_pool_fits(ctx, nnodes, per_node)
+    if not on_cpu:  # on CPU the slots are logical: the CPU launcher gives Ray trainer ranks + pool slots
+        _check_pool_fits(ctx, nnodes, per_node)
 
 
 def _check_pool_fits(ctx: Context, nnodes: int, per_node: int) -> None:

@@ -131,3 +131,37 @@ def test_cli_overrides_compose_over_verls_own_config():
     assert cfg.ray_kwargs.ray_init.num_gpus == 2
     assert cfg.actor_rollout_ref.model.override_config.attn_implementation == "sdpa"
     assert cfg.ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"
+
+
+def test_separate_async_gets_the_gloo_engine_and_slots_for_its_standalone_pool(compose):
+    cfg = compose("mode=separate_async")
+    assert cfg.actor_rollout_ref.rollout.checkpoint_engine.backend == "nccl"  # the mode's (GPU) default
+    applied = launch.apply_to_config(cfg)
+    engine = cfg.actor_rollout_ref.rollout.checkpoint_engine
+    assert engine.backend == launch.CHECKPOINT_ENGINE == "gloo" and applied[
+        "actor_rollout_ref.rollout.checkpoint_engine.backend"] == "gloo"
+    assert engine.custom_backend_module == "sspo_verl.cpu.checkpoint_engine"  # verl imports it where it builds one
+    ray_init = cfg.ray_kwargs.ray_init
+    assert launch.standalone_rollout_slots(cfg) == 1
+    assert ray_init.num_gpus == 2  # 1 trainer rank + the 1-slot standalone rollout pool
+    assert launch.required_ray_cpus(1, 2, 1) == launch.required_ray_cpus(1, 2) + 2 <= ray_init.num_cpus
+    # the other modes: no standalone pool, the backend left alone (verl uses 'naive' for colocated replicas)
+    for mode in ("sync", "colocate_async"):
+        cfg = compose(f"mode={mode}")
+        launch.apply_to_config(cfg)
+        assert cfg.ray_kwargs.ray_init.num_gpus == 1 and cfg.actor_rollout_ref.rollout.checkpoint_engine.backend == "naive"
+
+
+@pytest.mark.parametrize(
+    "overrides, fix",
+    [
+        (["actor_rollout_ref.rollout.checkpoint_engine.backend=nixl"], "checkpoint_engine.backend=gloo"),
+        (["ray_kwargs.ray_init.num_gpus=1"], "set it to 2"),
+        (["ray_kwargs.ray_init.num_cpus=8"], "2 per standalone rollout slot x 1"),
+    ],
+)
+def test_separate_async_refuses_a_gpu_engine_or_too_few_slots(compose, overrides, fix):
+    cfg = compose("mode=separate_async", *overrides)
+    with pytest.raises(CPUConfigError) as err:
+        launch.apply_to_config(cfg)
+    assert fix in str(err.value)

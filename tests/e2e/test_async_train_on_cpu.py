@@ -1,8 +1,9 @@
-"""verl's asynchronous V1 trainer end to end on CPU with real vLLM: ``sspo-train hardware=cpu model=tiny rollout=vllm
-algorithm=sspo mode=colocate_async``, a checkpoint, a resume, and evidence that the data were off-policy.
+"""verl's asynchronous V1 trainers end to end on CPU with real vLLM: ``sspo-train hardware=cpu model=tiny rollout=vllm
+algorithm=sspo mode=<colocate_async|separate_async>``, a checkpoint, a resume, and evidence that the data were
+off-policy.
 
-One run, in two launches (the sizes and seed of tests/e2e/test_train_on_cpu.py, whose synchronous SSPO run keeps
-``training/rollout_probs_diff_max`` below ``SYNCED_PROBS_DIFF_MAX`` at every step):
+One run per mode, in two launches (the sizes and seed of tests/e2e/test_train_on_cpu.py, whose synchronous SSPO run
+keeps ``training/rollout_probs_diff_max`` below ``SYNCED_PROBS_DIFF_MAX`` at every step):
 
     launch 1  steps 1-2, a checkpoint at step 2 (with verl's TransferQueue state: prompts in flight)
     launch 2  resumes from step 2, trains steps 3-4
@@ -12,9 +13,9 @@ What it shows: the trainer trained on trajectories sampled by an older weight ve
 actor's recomputation than the synchronous run ever is; SSPO's metrics (μ included) are logged and finite at
 every step; across the resume no prompt is trained twice and none of the prompts the dataloader handed out
 before the checkpoint is lost (the trained prompts are read from verl's own rollout dump,
-``trainer.rollout_data_dir``, and the dataloader's order from verl's own sampler).
-``mode=separate_async`` cannot run on CPU (no checkpoint engine has a CPU transport); its refusal is tested in
-tests/preflight/test_trainer_mode_on_cpu.py.
+``trainer.rollout_data_dir``, and the dataloader's order from verl's own sampler). ``separate_async`` also shows
+its weight pushes: the trainer's whole model went to the standalone vLLM pool through sspo-verl's ``gloo``
+checkpoint engine before every step (``checkpoint_engine/gloo/bytes``).
 """
 
 from __future__ import annotations
@@ -63,10 +64,21 @@ def _dataloader_order(tiny_dir: str, seed: int) -> list[str]:
     return [questions[i] for i in sampler]
 
 
-def test_sspo_colocate_async_is_off_policy_and_resumes_without_losing_or_repeating_a_prompt(tiny_dir, out_root):
-    name = "sspo_colocate_async"
+# per mode: what it needs on top of the e2e sizes. separate_async computes log-probs one mini-batch (1 prompt x 4
+# responses) at a time: the micro-batches must divide 4 (pre-flight refuses test_train_on_cpu's 8)
+MODES = {
+    "colocate_async": (),
+    "separate_async": ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+                       "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4"),
+}
+GLOO_BYTES = "checkpoint_engine/gloo/bytes"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_sspo_async_is_off_policy_and_resumes_without_losing_or_repeating_a_prompt(tiny_dir, out_root, mode):
+    name = f"sspo_{mode}"
     rollout_dir = os.path.join(out_root, "e2e", name, "rollouts")
-    common = ("mode=colocate_async", f"trainer.rollout_data_dir={rollout_dir}")
+    common = (f"mode={mode}", f"trainer.rollout_data_dir={rollout_dir}", *MODES[mode])
     first = _train(tiny_dir, out_root, name, "sspo", "vllm", *common, "trainer.total_training_steps=2",
                    "trainer.save_freq=2")
     assert _steps(first) == [1, 2]
@@ -103,3 +115,9 @@ def test_sspo_colocate_async_is_off_policy_and_resumes_without_losing_or_repeati
     missing = set(handed_out) - set(every)
     assert not missing, (missing, trained)
     assert set(every) <= set(order[: 5 * PROMPTS])  # nothing skipped ahead in the dataloader either
+
+    if mode == "separate_async":
+        # every step's weight push carried the whole model (one sender, the same bytes each time) to the pool
+        pushed = {r["step"]: r["data"].get(GLOO_BYTES) for r in records}
+        assert all(pushed.values()) and len(set(pushed.values())) == 1, pushed
+        assert "checkpoint_engine.backend=gloo" in _read(first.console_log)  # selected by the CPU launcher
