@@ -1,23 +1,23 @@
 """Algorithm checks: names verl has registered, SSPO's typed config, and settings under which a comparison of
 GRPO, GSPO and SSPO would compare nothing (fully on-policy, ε at the wrong scale, the preset left half-way).
 
-The facts the checks need about verl's policy losses and advantage estimators are in one table each
-(:data:`POLICY_LOSSES`, :data:`ADV_ESTIMATORS`); a CPU test fails when verl registers a name they do not cover.
-A name outside the tables (a loss a user registered) is checked for registration only.
+The names come from verl's registries (``core_algos.POLICY_LOSS_REGISTRY`` / ``ADV_ESTIMATOR_REGISTRY``), so a
+loss or estimator registered there is accepted without a change here. Whether an estimator compares the responses
+to one prompt is read from its signature; the two properties of a policy loss that verl does not state are the
+two small tables below.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 from typing import Optional
 
 from sspo_verl.preflight.context import ACTOR, POLICY_LOSS, Context
 
 __all__ = [
-    "ADV_ESTIMATORS",
-    "POLICY_LOSSES",
+    "NO_OLD_POLICY_RATIO",
+    "RATIO_LEVEL",
     "SEQUENCE_SCALE_EPS",
-    "LossFacts",
     "check_clip_scale",
     "check_group_size",
     "check_on_policy",
@@ -26,59 +26,15 @@ __all__ = [
     "check_sspo_config",
 ]
 
-
-@dataclasses.dataclass(frozen=True)
-class LossFacts:
-    """What the checks need to know of a policy loss.
-
-    Attributes:
-        ratio: built on the PPO importance ratio π_θ/π_old, so fully on-policy every ratio is 1 and nothing is
-            clipped (``on_policy`` check).
-        clip_scale: the ε scale its ratio needs: ``token`` (per-token ratios, GRPO's 0.2 / 0.28), ``sequence``
-            (one length-normalised ratio per response, GSPO's 3e-4 / 4e-4), ``granularity`` (SSPO: sequence
-            for ``policy_loss.granularity=sequence``, token otherwise), or None (not judged; ``clip_scale``).
-    """
-
-    ratio: bool
-    clip_scale: Optional[str] = None
-
-
-# Every policy loss of verl 0.9.1 (verl.trainer.ppo.core_algos.POLICY_LOSS_REGISTRY) and sspo's.
-POLICY_LOSSES: dict[str, LossFacts] = {
-    "vanilla": LossFacts(ratio=True, clip_scale="token"),  # PPO-clip
-    "gspo": LossFacts(ratio=True, clip_scale="sequence"),  # sequence-level geometric-mean ratio
-    "sspo": LossFacts(ratio=True, clip_scale="granularity"),  # subsentence-level ratio (docs/SSPO.md)
-    "sapo": LossFacts(ratio=True),  # soft gate on the token ratio
-    "cispo": LossFacts(ratio=True),  # clipped, stop-gradient ratio as an IS weight
-    "geo_mean": LossFacts(ratio=True),  # GMPO: geometric mean of token ratios
-    "clip_cov": LossFacts(ratio=True),
-    "kl_cov": LossFacts(ratio=True),
-    "dppo_tv": LossFacts(ratio=True),
-    "dppo_kl": LossFacts(ratio=True),
-    "dro": LossFacts(ratio=True),  # quadratic log-ratio penalty
-    "gpg": LossFacts(ratio=False),  # plain policy gradient, no ratio
-    "bypass_mode": LossFacts(ratio=False),  # ratio against the rollout policy, not π_old (rollout correction)
-}
-
-# Every advantage estimator of verl 0.9.1 (core_algos.ADV_ESTIMATOR_REGISTRY) and sspo's: True when it compares
-# the responses to one prompt with each other, so it needs actor_rollout_ref.rollout.n ≥ 2 (``group_size``).
-ADV_ESTIMATORS: dict[str, bool] = {
-    "grpo": True,
-    "grpo_vectorized": True,
-    "grpo_passk": True,
-    "rloo": True,
-    "rloo_vectorized": True,
-    "opo": True,
-    "sspo": True,
-    "reinforce_plus_plus_baseline": True,
-    "gdpo": True,  # per-reward group normalisation
-    "gpg": True,  # group-mean baseline
-    "optimal_token_baseline": True,  # per-group token baseline
-    "tir_optimal_token_baseline": True,
-    "gae": False,  # a critic's value baseline
-    "reinforce_plus_plus": False,
-    "remax": False,  # a greedy response's reward as the baseline
-}
+# What verl's policy-loss registry cannot tell: it holds bare functions, each handed π_old's log-probs
+# (``old_log_prob``) by verl. [ours, read from verl 0.9.1's core_algos]
+# Losses that form no π_θ/π_old ratio from them, so a fully on-policy run loses nothing they use (``on_policy``):
+# gpg is −log π · A; bypass_mode's "old" log-probs are the rollout engine's. Every other loss is taken to be one.
+NO_OLD_POLICY_RATIO = frozenset({"gpg", "bypass_mode"})
+# The level of the ratio that ε clips, which sets the ε scale it needs (``clip_scale``), for the two verl losses
+# the presets compare: vanilla clips each token's ratio, gspo one length-normalised ratio per response. SSPO's is
+# read from its own config (``policy_loss.granularity``); any other loss is not judged.
+RATIO_LEVEL = {"vanilla": "token", "gspo": "sequence"}
 
 # ε below this is "sequence scale" (GSPO paper: 3e-4 / 4e-4), at or above it "token scale" (GRPO: 0.2 / 0.28). [ours]
 SEQUENCE_SCALE_EPS = 0.01
@@ -114,17 +70,6 @@ def check_registry(ctx: Context) -> None:
         )
 
 
-def _policy_loss_class(target: Optional[str]):
-    if not target:
-        return None
-    from hydra.utils import get_class
-
-    try:
-        return get_class(target)
-    except Exception:  # reported by verl's validate_config with hydra's own message
-        return None
-
-
 def check_sspo_config(ctx: Context) -> None:
     """``loss_mode=sspo`` without SSPO's typed config → error. Entropy clipping (spec §5):
     ``entropy_source=old`` (the preset) where verl stores no old entropy — the legacy trainer
@@ -135,10 +80,15 @@ def check_sspo_config(ctx: Context) -> None:
     segmentation tokenizer is the actor's own (the worker takes verl's), so ``tokenizer_path`` is not filled in."""
     if ctx.get(f"{POLICY_LOSS}.loss_mode") != "sspo":
         return
+    from hydra.utils import get_class
+
     from sspo_verl.adapter.config import SSPOPolicyLossConfig
 
     target = ctx.get(f"{POLICY_LOSS}._target_")
-    cls = _policy_loss_class(target)
+    try:
+        cls = get_class(target) if target else None
+    except Exception:  # an unloadable _target_: verl's validate_config refuses it, naming the key
+        return
     if not (isinstance(cls, type) and issubclass(cls, SSPOPolicyLossConfig)):
         ctx.error(
             "sspo_config",
@@ -199,9 +149,10 @@ def _is_synchronous(ctx: Context) -> bool:
 def check_on_policy(ctx: Context) -> None:
     """A ratio-based loss with one mini-batch per rollout batch and one epoch (synchronous trainer): every ratio
     is 1 and GRPO / GSPO / SSPO give the same gradient → loud warning."""
+    from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+
     loss_mode = ctx.get(f"{POLICY_LOSS}.loss_mode")
-    facts = POLICY_LOSSES.get(loss_mode)
-    if facts is None or not facts.ratio or not _is_synchronous(ctx):
+    if loss_mode not in POLICY_LOSS_REGISTRY or loss_mode in NO_OLD_POLICY_RATIO or not _is_synchronous(ctx):
         return
     train, mini, n_mini = _num_mini_batches(ctx)
     epochs = int(ctx.get(f"{ACTOR}.ppo_epochs", 1))
@@ -225,12 +176,10 @@ def _clip_eps(ctx: Context) -> tuple[float, float]:
 
 
 def _natural_clip_scale(ctx: Context, loss_mode: str) -> Optional[str]:
-    """The ε scale a loss's ratio needs (:attr:`LossFacts.clip_scale`, SSPO's resolved by its granularity)."""
-    facts = POLICY_LOSSES.get(loss_mode)
-    scale = facts.clip_scale if facts else None
-    if scale == "granularity":
+    """The ε scale a loss's ratio needs: its :data:`RATIO_LEVEL`, SSPO's by its granularity; None: not judged."""
+    if loss_mode == "sspo":
         return "sequence" if ctx.get(f"{POLICY_LOSS}.granularity") == "sequence" else "token"
-    return scale
+    return RATIO_LEVEL.get(loss_mode)
 
 
 def check_clip_scale(ctx: Context) -> None:
@@ -293,10 +242,14 @@ def check_preset(ctx: Context) -> None:
 
 
 def check_group_size(ctx: Context) -> None:
-    """A group-relative advantage estimator with ``rollout.n < 2`` → warning."""
+    """A group-relative advantage estimator with ``rollout.n < 2`` → warning. An estimator is group-relative when
+    it takes ``index``, the prompt id of each response, which verl passes so that it can group them."""
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
+
     adv = ctx.get("algorithm.adv_estimator")
     n = int(ctx.get("actor_rollout_ref.rollout.n", 1))
-    if ADV_ESTIMATORS.get(adv, False) and n < 2:
+    estimator = ADV_ESTIMATOR_REGISTRY.get(adv)
+    if estimator is not None and "index" in inspect.signature(estimator).parameters and n < 2:
         ctx.warning(
             "group_size",
             f"algorithm.adv_estimator={adv!r} compares the responses to one prompt, but "

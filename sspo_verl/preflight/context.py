@@ -8,8 +8,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sspo_verl.preflight.cuda import TorchCuda, probe_torch_cuda
-from sspo_verl.preflight.gpu import GpuInfo, query_gpus
+from sspo_verl.preflight.gpu import GpuInfo, TorchCuda, probe_torch_cuda, query_gpus
 
 __all__ = ["ACTOR", "POLICY_LOSS", "Context", "Finding", "PreflightError", "PreflightReport"]
 

@@ -48,6 +48,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from sspo_verl.preflight.context import ACTOR, Context
+from sspo_verl.preflight.ranges import in_range
 
 __all__ = [
     "GIB",
@@ -409,28 +410,10 @@ def relative_error(est: MemoryEstimate, measured_bytes: int, phase: str = "updat
 # --------------------------------------------------------------------------------------------------- the check
 
 
-def _asked_card_gib(ctx: Context) -> Optional[float]:
-    """preflight.gpu_memory_gib as a number of GiB, or None when unset.
-
-    Raises:
-        ValueError: it is not a finite positive number (the message names the key, the value and the fix).
-    """
-    asked = ctx.get("preflight.gpu_memory_gib")
-    if asked is None:
-        return None
-    if isinstance(asked, bool) or not isinstance(asked, (int, float)) or not math.isfinite(asked) or asked <= 0:
-        raise ValueError(f"preflight.gpu_memory_gib={asked!r} is not a finite positive number of GiB: set it to the "
-                         "card's memory (e.g. 80 for an H100 80GB) or null to read it from nvidia-smi")
-    return float(asked)
-
-
 def _card_bytes(ctx: Context) -> tuple[Optional[int], str]:
-    """The card to fit: preflight.gpu_memory_gib, else the smallest visible GPU; (None, why) when unknown.
-
-    Raises:
-        ValueError: preflight.gpu_memory_gib is not a positive number (the message names it).
-    """
-    asked = _asked_card_gib(ctx)
+    """The card to fit: preflight.gpu_memory_gib (a finite positive number: its row of ranges.RANGES, checked
+    first), else the smallest visible GPU; (None, why) when unknown."""
+    asked = ctx.get("preflight.gpu_memory_gib")
     if asked is not None:
         return int(asked * GIB), f"preflight.gpu_memory_gib={asked:g}"
     from sspo_verl.preflight.gpu import query_gpus
@@ -473,11 +456,9 @@ def check_memory(ctx: Context) -> None:
     the smallest GPU here), naming the knobs. No card known, or no readable config.json: logged, not blocked."""
     if not ctx.get("preflight.check_memory", True):
         return
-    try:  # the knob is checked on every run, also where no card is compared (CPU, unreadable config.json)
-        _asked_card_gib(ctx)
-    except ValueError as exc:
-        ctx.error("memory", str(exc))
-        return
+    asked = ctx.get("preflight.gpu_memory_gib")
+    if asked is not None and not in_range("preflight.gpu_memory_gib", asked):
+        return  # refused by its row of ranges.RANGES (the schema check, first)
     model_config, source = load_model_config(ctx.get(f"{MODEL}.path"))
     if model_config is None:
         logger.warning("sspo-train pre-flight: memory estimate skipped: %s", source)
@@ -488,11 +469,7 @@ def check_memory(ctx: Context) -> None:
         logger.warning("sspo-train pre-flight: memory estimate skipped: %s (%s)", exc, source)
         return
     cuda = ctx.get("trainer.device", "cuda") != "cpu"
-    try:
-        card, card_source = _card_bytes(ctx) if cuda else (None, "trainer.device=cpu")
-    except ValueError as exc:
-        ctx.error("memory", str(exc))
-        return
+    card, card_source = _card_bytes(ctx) if cuda else (None, "trainer.device=cpu")
     logger.info("sspo-train pre-flight: memory per GPU (estimate, GiB; README 'Memory per GPU'):\n%s",
                 est.table(card))
     if card is None:

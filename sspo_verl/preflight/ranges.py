@@ -1,20 +1,36 @@
-"""Numeric ranges: every number GRPO, GSPO and SSPO depend on is checked against the range where it means
-something, so that a negative clip ratio or a zero batch is refused here instead of trained on (or failing minutes
-later inside a Ray worker).
+"""The tables next to the schema: the range of every number GRPO, GSPO and SSPO depend on, and the arithmetic
+relations between values, and the choices of the strings verl types as plain ``str``, so that a negative clip ratio,
+a zero batch, a token budget below the sequence length or ``data.truncation=errror`` is refused before Ray instead
+of trained on (or failing minutes later inside a Ray worker).
 
-:data:`RANGES` is the one table: key, bounds, and what the value means. A key that is missing or null is not
-checked (verl's default or the key's own "unset" applies); a value that is not a number is an error.
+:data:`RANGES` (key, bounds, what the value means), :data:`RELATIONS` (key ≥ a sum of keys, when a switch is on)
+and :data:`CHOICES` (key, the strings verl accepts, read from verl where verl states them) are the tables; the
+schema walk (:mod:`sspo_verl.preflight.schema`) checks a value's range right after its
+type (a choice likewise, each element of a list), and the relations after every value. A key that is missing or null is not checked (verl's default or the
+key's own "unset" applies).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Optional, Union
 
 from sspo_verl.preflight.context import ACTOR, Context
 
-__all__ = ["RANGES", "Range", "check_ranges"]
+__all__ = [
+    "CHOICES",
+    "RANGES",
+    "RELATIONS",
+    "Choice",
+    "Range",
+    "Relation",
+    "check_choice",
+    "check_range",
+    "check_relations",
+    "in_range",
+]
 
 ROLLOUT = "actor_rollout_ref.rollout"
 
@@ -54,6 +70,35 @@ class Range:
         if self.high is not None and (value >= self.high if self.high_open else value > self.high):
             return False
         return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Relation:
+    """``key`` ≥ the sum of the values at ``at_least``, where the bool at ``when`` (if given) is true."""
+
+    key: str
+    at_least: tuple[str, ...]
+    meaning: str
+    when: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """``key`` (each element, for a list) is one of ``values``: strings verl types as ``str`` and checks only in code
+    that runs inside Ray. ``values`` is a tuple, or a function reading them from verl where verl states them."""
+
+    key: str
+    meaning: str
+    values: Union[tuple[str, ...], Callable[[], Collection[str]]]
+
+    def allowed(self) -> tuple[str, ...]:
+        return tuple(self.values if isinstance(self.values, tuple) else sorted(self.values()))
+
+
+def _tracking_backends() -> Collection[str]:
+    from verl.utils.tracking import Tracking
+
+    return Tracking.supported_backend
 
 
 def _positive_int(key: str, meaning: str, also: tuple = ()) -> Range:
@@ -106,22 +151,96 @@ RANGES: tuple[Range, ...] = (
     Range(f"{ROLLOUT}.val_kwargs.top_p", "the validation nucleus mass", low=0, high=1, low_open=True),
     Range(f"{ROLLOUT}.gpu_memory_utilization", "the rollout engine's GPU memory fraction", low=0, high=1,
           low_open=True),
+    # Pre-flight's own knobs.
+    Range("preflight.gpu_memory_gib", "the card's memory in GiB the estimate is checked against (e.g. 80 for an "
+          "H100 80GB; null: read it from nvidia-smi)", low=0, low_open=True),
 )
 
 
-def check_ranges(ctx: Context) -> None:
-    """A value of :data:`RANGES` out of its range, or not a number → error naming the key, the rule and the
-    meaning."""
-    for spec in RANGES:
-        value = ctx.get(spec.key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            ctx.error("ranges", f"{spec.key}={value!r} is not a number: it must be {spec.rule()} ({spec.meaning}).")
-            continue
-        if not spec.holds(float(value)):
+# Relations between values, [ours] where not said otherwise.
+RELATIONS: tuple[Relation, ...] = (
+    # verl's dynamic batching (seqlen_balancing.rearrange_micro_batches) asserts that the token budget of a
+    # micro-batch holds the longest sequence, at the first update inside a Ray worker.
+    Relation(f"{ACTOR}.ppo_max_token_len_per_gpu", ("data.max_prompt_length", "data.max_response_length"),
+             "the update's micro-batch token budget must hold the longest prompt + response (verl asserts it "
+             "inside a Ray worker)", when=f"{ACTOR}.use_dynamic_bsz"),
+    Relation(f"{ROLLOUT}.log_prob_max_token_len_per_gpu", ("data.max_prompt_length", "data.max_response_length"),
+             "the log-prob pass's micro-batch token budget must hold the longest prompt + response (verl asserts "
+             "it inside a Ray worker)", when=f"{ROLLOUT}.log_prob_use_dynamic_bsz"),
+)
+
+# String choices verl enforces only where it uses them, inside Ray.
+CHOICES: tuple[Choice, ...] = (
+    # verl.utils.torch_functional.postprocess_data asserts these, in the dataset of the first rollout batch.
+    Choice("data.truncation", "what verl does with a prompt longer than data.max_prompt_length",
+           ("error", "left", "right", "middle")),
+    # verl.trainer.ppo.v1.trainer_base._load_checkpoint: any other value logs "Unknown resume mode" and then fails.
+    Choice("trainer.resume_mode", "where the run resumes from", ("auto", "disable", "resume_path")),
+    Choice("trainer.logger", "verl's metric loggers (verl.utils.tracking.Tracking asserts each)", _tracking_backends),
+)
+
+_BY_KEY = {spec.key: spec for spec in RANGES}
+_CHOICE_BY_KEY = {spec.key: spec for spec in CHOICES}
+
+
+def in_range(key: str, value) -> bool:
+    """Whether ``value`` is a number that holds ``key``'s row of :data:`RANGES` (a key without a row: any number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return key not in _BY_KEY or _BY_KEY[key].holds(float(value))
+
+
+def check_range(ctx: Context, key: str, value) -> None:
+    """``key``'s row of :data:`RANGES` (if it has one): a value out of its range, or not a number → error naming
+    the key, the rule and the meaning. A null value is not checked (verl's default or the key's "unset")."""
+    spec = _BY_KEY.get(key)
+    if spec is None or value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        ctx.error("ranges", f"{key}={value!r} is not a number: it must be {spec.rule()} ({spec.meaning}).")
+    elif not spec.holds(float(value)):
+        ctx.error(
+            "ranges",
+            f"{key}={value!r} is out of range: it must be {spec.rule()} ({spec.meaning}). Set {key} to a value in "
+            "that range (the presets' values are in hydra_configs/).",
+        )
+
+
+def check_choice(ctx: Context, key: str, value) -> None:
+    """``key``'s row of :data:`CHOICES` (if it has one): a string (or a list element) not among its values → error
+    naming the key, the value and the values verl accepts. A null value is not checked."""
+    spec = _CHOICE_BY_KEY.get(key)
+    if spec is None or value is None:
+        return
+    allowed = spec.allowed()
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if item not in allowed:
             ctx.error(
                 "ranges",
-                f"{spec.key}={value!r} is out of range: it must be {spec.rule()} ({spec.meaning}). Set "
-                f"{spec.key} to a value in that range (the presets' values are in hydra_configs/).",
+                f"{key}={value!r}: {item!r} is not one of {', '.join(map(repr, allowed))} ({spec.meaning}); set "
+                f"{key} to one of them.",
             )
+
+
+def check_relations(ctx: Context, values: Mapping[str, Any], derived: Collection[str] = ()) -> None:
+    """Each row of :data:`RELATIONS` whose values all passed their own checks (``values``: key → value) and whose
+    ``when`` holds → error naming every key, the numbers and the fix. A row whose key is ``derived`` (an
+    interpolation, e.g. the log-prob budget that defaults to the update's) is reported only when no other row was."""
+    refused: list[tuple[bool, str]] = []
+    for rel in RELATIONS:
+        numbers = [values.get(k) for k in (rel.key, *rel.at_least)]
+        if rel.when is not None and values.get(rel.when) is not True:
+            continue
+        if any(isinstance(n, bool) or not isinstance(n, (int, float)) for n in numbers):
+            continue  # unset, or refused above
+        need = sum(numbers[1:])
+        if numbers[0] < need:
+            terms = " + ".join(f"{k}={v!r}" for k, v in zip(rel.at_least, numbers[1:]))
+            refused.append((rel.key in derived, (
+                f"{rel.key}={numbers[0]!r} is less than {terms} = {need:g}: {rel.meaning}"
+                f"{f' (with {rel.when}=true)' if rel.when else ''}. Set {rel.key} to at least {need:g}, or lower "
+                f"{' / '.join(rel.at_least)}."
+            )))
+    written = [message for is_derived, message in refused if not is_derived]
+    for message in written or [message for _, message in refused]:
+        ctx.error("ranges", message)

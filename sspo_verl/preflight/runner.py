@@ -17,7 +17,7 @@ from sspo_verl.preflight import (
     gpu,
     memory,
     packages,
-    ranges,
+    schema,
     tokenizer,
     trainer_mode,
     validate,
@@ -31,6 +31,7 @@ from sspo_verl.preflight.context import (
     PreflightError,
     PreflightReport,
 )
+from sspo_verl.ray_probe import probe_ray_cluster
 
 __all__ = ["CHECKS", "run_preflight"]
 
@@ -42,7 +43,8 @@ if logger.level == logging.NOTSET:  # verl lowers the root logger to WARNING; fi
 # reports through ``ctx.error`` / ``ctx.warning`` / ``ctx.fix``; it returns early when its ``preflight.*`` switch
 # is off. Add a check by writing such a function in the module of its concern and listing it here.
 CHECKS: tuple[Callable[[Context], None], ...] = (
-    ranges.check_ranges,  # first: the checks after it may compute with these numbers
+    schema.check_schema,  # first: types, finiteness, ranges, relations; the checks after it compute with these
+    validate.check_verl,  # verl's own validate_config, on the values just checked; what it refuses is not rechecked
     algorithm.check_registry,
     algorithm.check_sspo_config,
     algorithm.check_on_policy,
@@ -51,13 +53,13 @@ CHECKS: tuple[Callable[[Context], None], ...] = (
     algorithm.check_group_size,
     files.check_files,
     tokenizer.check_sspo_tokenizer,
+    tokenizer.check_model_limits,  # after files: reads the model's config.json and loads its tokenizer
     tokenizer.check_prompt_lengths,  # after files: reads the prompts of files that passed
     cluster.check_cluster,
     packages.check_packages,  # a GPU run's attention kernel installed here
     cuda.check_cuda,  # after cluster: a node without GPUs is refused there
     memory.check_memory,  # after files: reads the model's config.json
     trainer_mode.check_trainer_mode,
-    validate.check_verl,  # last: only when nothing else failed
 )
 
 
@@ -66,9 +68,9 @@ def run_preflight(
     *,
     env: Optional[Mapping[str, str]] = None,
     gpu_counter: GpuCounter = cluster.count_visible_gpus,
-    cluster_probe: ClusterProbe = cluster.probe_ray_cluster,
+    cluster_probe: ClusterProbe = probe_ray_cluster,
     gpu_query: GpuQuery = gpu.query_gpus,
-    cuda_probe: CudaProbe = cuda.probe_torch_cuda,
+    cuda_probe: CudaProbe = gpu.probe_torch_cuda,
     raise_on_error: bool = True,
 ) -> PreflightReport:
     """Check a composed training config, apply the documented fixes in place, log every finding.

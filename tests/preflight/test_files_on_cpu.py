@@ -100,7 +100,9 @@ def test_an_output_dir_that_is_a_file_or_unwritable_is_refused(data_dir, tmp_pat
     afile.write_text("x")
     _, report = check([f"output_dir={afile}/runs"])
     errors = messages(report, "files", "error")
-    assert any(m.startswith(f"output_dir={afile}/runs") and "is a file, not a directory" in m for m in errors)
+    (msg,) = errors  # the run dir and the checkpoints below it, built from output_dir: one error
+    assert msg.startswith("trainer.default_local_dir=") and f"{afile} is a file, not a directory" in msg
+    assert f"built from output_dir={afile}/runs" in msg and "SSPO_OUTPUT_DIR" in msg
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)

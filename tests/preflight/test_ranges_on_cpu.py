@@ -1,11 +1,12 @@
-"""sspo_verl.preflight.ranges: each numeric key out of range (or not a number) is refused naming the key and the
-rule; the presets and their values pass."""
+"""sspo_verl.preflight.ranges: each numeric key out of range is refused naming the key and the rule, each relation
+that does not hold naming every key; the presets and their values pass. (A value of the wrong type is the schema's:
+tests/preflight/test_schema_on_cpu.py.)"""
 
 from __future__ import annotations
 
 import pytest
 
-from sspo_verl.preflight.ranges import RANGES
+from sspo_verl.preflight.ranges import CHOICES, RANGES, RELATIONS
 from tests.preflight.configs import ALGORITHMS, check, messages
 
 A = "actor_rollout_ref.actor"
@@ -25,7 +26,7 @@ BAD = [
     (f"{A}.optim.lr_warmup_steps_ratio", 1.5), (f"{A}.grad_clip", 0), (f"{A}.entropy_coeff", -0.01),
     (f"{A}.kl_loss_coef", -1), ("algorithm.kl_ctrl.kl_coef", -1), (f"{R}.temperature", 0),
     (f"{R}.top_p", 0), (f"{R}.top_p", 1.2), (f"{R}.top_k", -5), (f"{R}.val_kwargs.temperature", -1),
-    (f"{R}.val_kwargs.top_p", 0), (f"{R}.gpu_memory_utilization", 1.5), ("data.train_batch_size", 2.5),
+    (f"{R}.val_kwargs.top_p", 0), (f"{R}.gpu_memory_utilization", 1.5), ("preflight.gpu_memory_gib", 0),
 ]
 
 
@@ -41,10 +42,26 @@ def test_out_of_range_value_is_refused_naming_the_key(data_dir, key, value):
     assert any(f"{key}={value!r}" in e and "it must be" in e for e in errors), report.findings
 
 
-def test_a_value_that_is_not_a_number_is_refused_and_the_later_checks_do_not_crash(data_dir):
+def test_a_value_that_is_not_a_number_is_refused_once_and_the_later_checks_do_not_crash(data_dir):
+    # ppo_mini_batch_size = ${sspo.div:${data.train_batch_size},...} cannot resolve either: its cause is named, not it
     _, report = check(["data.train_batch_size=many", "preflight.check_cluster=false"])
+    (msg,) = messages(report, "schema", "error")
+    assert "data.train_batch_size='many': expected an integer" in msg
+    assert messages(report, "ranges") == []
+
+
+@pytest.mark.parametrize("relation", RELATIONS, ids=[r.key.rsplit(".", 1)[-1] for r in RELATIONS])
+def test_a_relation_that_does_not_hold_is_refused_naming_every_key(data_dir, relation):
+    switch = [f"{relation.when}=true"] if relation.when else []
+    ok = [*switch, f"{relation.key}=64", *(f"{k}=32" for k in relation.at_least)]
+    assert messages(check([*ok, "preflight.check_cluster=false"])[1], "ranges") == []
+    _, report = check([*switch, f"{relation.key}=63", *(f"{k}=32" for k in relation.at_least),
+                       "preflight.check_cluster=false"])
     (msg,) = messages(report, "ranges", "error")
-    assert "data.train_batch_size='many' is not a number" in msg
+    assert msg.startswith(f"{relation.key}=63 is less than") and all(f"{k}=32" in msg for k in relation.at_least)
+    if relation.when:  # the switch off: the relation does not apply
+        _, report = check([f"{relation.when}=false", f"{relation.key}=63", "preflight.check_cluster=false"])
+        assert messages(report, "ranges") == []
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -57,3 +74,19 @@ def test_the_presets_are_in_range(data_dir, algorithm):
 def test_minus_one_means_off_where_verl_says_so(data_dir):
     _, report = check(["trainer.save_freq=-1", "trainer.test_freq=-1", f"{R}.top_k=-1"])
     assert messages(report, "ranges") == []
+
+
+@pytest.mark.parametrize("choice", CHOICES, ids=[c.key for c in CHOICES])
+def test_a_string_outside_verls_choices_is_refused_and_each_choice_passes(data_dir, choice):
+    allowed = choice.allowed()
+    assert allowed, choice  # read from verl: an empty list would make the check refuse everything
+    typo = allowed[0] + "x"
+    value = f"[{allowed[0]},{typo}]" if choice.key == "trainer.logger" else typo
+    _, report = check([f"{choice.key}={value}", "preflight.check_cluster=false"])
+    (msg,) = messages(report, "ranges", "error")
+    assert msg.startswith(f"{choice.key}=") and repr(typo) in msg and repr(allowed[-1]) in msg, msg
+    for good in allowed:
+        if choice.key == "trainer.resume_mode" and good == "resume_path":
+            continue  # needs trainer.resume_from_path (the files check's)
+        value = f"[{good}]" if choice.key == "trainer.logger" else good
+        assert messages(check([f"{choice.key}={value}", "preflight.check_cluster=false"])[1], "ranges") == []
