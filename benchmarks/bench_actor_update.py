@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -55,6 +54,7 @@ import sys
 import tempfile
 import time
 
+from conditions import conditions, load  # benchmarks/conditions.py (this script's directory)
 from rss import CHILD_ENV, peak_rss_growth  # benchmarks/rss.py (this script's directory)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -312,17 +312,6 @@ def peak_memory(variant: str, args) -> int:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak"]
 
 
-def git_commit() -> str:
-    """The checkout's short commit; ``$GPU_PROOF_COMMIT`` where there is no git (the GPU machine's copy)."""
-    if os.environ.get("GPU_PROOF_COMMIT"):
-        return os.environ["GPU_PROOF_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 def memory_estimate(config, model_dir: str) -> int | None:
     """``sspo_verl.preflight.memory.estimate`` of the update phase without its runtime term, in bytes (None where
     the estimate is not there)."""
@@ -380,6 +369,7 @@ def run(args) -> dict:
     if cuda and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device")
     variants = [v for v in args.variants.split(",") if v]
+    cond = conditions()
 
     def sync():
         if cuda:
@@ -421,7 +411,7 @@ def run(args) -> dict:
                 sync()
                 wall[v].append(time.perf_counter() - t0)
                 cpu[v].append(time.process_time() - c0)
-        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        load_after_timing = load()
         extra, peak = {}, {}
         if cuda and not args.no_memory:
             for v in variants:
@@ -436,7 +426,6 @@ def run(args) -> dict:
         if not cuda and not args.no_memory:
             extra = {v: peak_memory(v, args) for v in variants}
 
-    commit = git_commit()
     med = statistics.median
     rows = []
     for v in variants:
@@ -450,10 +439,9 @@ def run(args) -> dict:
                          wall_rounds_s=wall[v]))
     shape = args.model_shape
     return dict(
-        conditions=dict(device=args.device, device_name=torch.cuda.get_device_name() if cuda else None,
-                        torch=torch.__version__, threads=torch.get_num_threads(),
-                        cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), commit=commit,
-                        load_after_timing=load, shape=args.shape, vocab=VOCAB, **shape,
+        conditions=dict(cond, device=args.device, device_name=torch.cuda.get_device_name() if cuda else None,
+                        threads=torch.get_num_threads(), load_after_timing=load_after_timing, shape=args.shape,
+                        vocab=VOCAB, **shape,
                         dtype="bf16 mixed precision (fp32 master)" if cuda else "float32",
                         responses=args.responses, prompt_len=args.prompt_len, response_len=args.response_len,
                         token_budget=args.token_budget, repeats=args.repeats, old_noise=args.old_noise,
@@ -466,7 +454,8 @@ def table(result: dict) -> str:
     device = c["device"] + (f" ({c['device_name']})" if c["device_name"] else "")
     lines = [
         f"# bench_actor_update  device={device}  torch={c['torch']}  threads={c['threads']}  cpu={c['cpu']}  "
-        f"cores={c['cores']}  commit={c['commit']}  load after timing: {c['load_after_timing']}",
+        f"cores={c['logical_cpus']}  commit={c['commit']}  verl={c.get('verl')}  {c['date']}  "
+        f"load before: {c['load_before']}, after timing: {c['load_after_timing']}",
         f"# Qwen2 {c['shape']}: V={c['vocab']} hidden={c['hidden']} layers={c['layers']} heads={c['heads']}/"
         f"{c['kv_heads']} I={c['intermediate']} {c['dtype']}; {c['responses']} responses x ({c['prompt_len']} prompt + "
         f"{c['response_len'] // 2}-{c['response_len']} response) tokens, ppo_max_token_len_per_gpu={c['token_budget']}; "

@@ -12,7 +12,10 @@ Modes: ``sync`` and ``colocate_async`` are the ``mode`` presets (hydra_configs/m
 ``mode=colocate_async`` with ``algorithm.rollout_correction.bypass_mode=true``: no recomputation, the ratio is
 taken against the behaviour policy's log-probs (the rollout's), as in verl issue #7356's fully-async GSPO run, whose
 ``actor/pg_clipfrac`` was ~0.4 against ~0 synchronously. SSPO needs the sampling policy's entropy, which bypass does
-not compute: its bypass run uses ``policy_loss.entropy_source=current``.
+not compute: its bypass run uses ``policy_loss.entropy_source=current``. ``separate_async`` is the preset: a
+standalone vLLM replica of its own (one logical slot on CPU) generates continuously and the trainer's weights reach
+it through sspo-verl's ``gloo`` checkpoint engine every ``parameter_sync_step`` mini-batches (``--modes
+sync,separate_async``).
 
 Throughput: steps per hour = 3600 / mean ``timing_s/step`` over the steps after the first ``WARMUP`` (step 1 also
 starts the agent-loop and reward workers). Trainer idle fraction = Σ ``timing_s/gen`` / Σ ``timing_s/step``: the
@@ -20,14 +23,15 @@ time the trainer waits in the replay buffer for finished rollouts. Rollout idle 
 the vLLM engine shares the trainer's slots and generates only while the trainer waits for samples (the async
 trainer aborts it and puts it to sleep at ``on_sample_end`` and resumes it after the weight update), so its idle
 fraction is at least 1 - Σ ``timing_s/gen`` / Σ ``timing_s/step`` (reported as that lower bound; exact when the
-engine is busy whenever the trainer waits). Off-policy evidence per mode:
+engine is busy whenever the trainer waits); for ``separate_async`` it is not measured (n/a: the standalone pool
+generates independently of the trainer's waits and verl logs no engine busy time). Off-policy evidence per mode:
 ``training/off_policy/trajectory_staleness/max``,
 ``training/rollout_probs_diff_max`` and ``rollout_corr/k3_kl`` (rollout vs recomputed log-probs).
 
 Runs go algorithm by algorithm, the modes in turned order for every other algorithm, so load drift on a shared
-machine hits all modes alike; warm-up and conditions are bench_cpu_step.py's helpers. To fit a time limit, run one
-algorithm per invocation (``--algorithms gspo``) into the same ``--out``: each writes ``bench_async_<algorithms>.json``
-and ``--merge`` prints the table of all of them.
+machine hits all modes alike (runs and warm-up: trainer_runs.py; conditions: conditions.py). To fit a time limit,
+run one algorithm per invocation (``--algorithms gspo``) into the same ``--out``: each writes
+``bench_async_<algorithms>.json`` and ``--merge`` prints the table of all of them.
 """
 
 from __future__ import annotations
@@ -38,19 +42,16 @@ import os
 import statistics
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_cpu_step import WARMUP, _after_warmup, _conditions  # noqa: E402
-
-from sspo_verl.demo.assets import build_assets  # noqa: E402
-from sspo_verl.demo.job import run_job  # noqa: E402
+from conditions import conditions, load  # noqa: E402  (this directory)
+from trainer_runs import WARMUP, add_arguments, after_warmup, run_plan, split, turned  # noqa: E402
 
 MODES = {
     "sync": ["mode=sync"],
     "colocate_async": ["mode=colocate_async"],
     "colocate_bypass": ["mode=colocate_async", "algorithm.rollout_correction.bypass_mode=true"],
+    "separate_async": ["mode=separate_async"],  # standalone vLLM pool; weights pushed by the gloo checkpoint engine
 }
 # what SSPO needs on top of a mode's overrides where the old-log-prob pass (and its entropy) is skipped
 SSPO_BYPASS = ["actor_rollout_ref.actor.policy_loss.entropy_source=current",
@@ -62,24 +63,25 @@ OFF_POLICY_KEYS = ("training/off_policy/trajectory_staleness/max", "training/rol
                    "rollout_corr/k3_kl")
 
 
-def _overrides(algorithm: str, mode: str, out: str, name: str, steps: int, extra: list[str]) -> list[str]:
+def _overrides(algorithm: str, mode: str) -> list[str]:
     mode_overrides = list(MODES[mode])
     if algorithm == "sspo" and mode == "colocate_bypass":
         mode_overrides += SSPO_BYPASS
-    return ["hardware=cpu", "model=tiny", "rollout=vllm", f"algorithm={algorithm}", "seed=0", *mode_overrides,
-            f"output_dir={out}", "trainer.project_name=bench_async", f"trainer.experiment_name={name}",
-            f"trainer.total_training_steps={steps}", "trainer.total_epochs=1000", "trainer.val_before_train=false",
-            "trainer.test_freq=-1", "trainer.save_freq=-1", "trainer.resume_mode=disable", *extra]
+    return ["rollout=vllm", f"algorithm={algorithm}", *mode_overrides]
 
 
 def _mean(values: list[float]):
     return statistics.fmean(values) if values else None
 
 
-def _summarise(result) -> dict:
-    step = _after_warmup(result, "timing_s/step")
-    gen = _after_warmup(result, "timing_s/gen")
+def _summarise(name: str, result) -> dict:
+    step = after_warmup(result, "timing_s/step")
+    gen = after_warmup(result, "timing_s/gen")
+    algorithm, mode = name.split("-", 2)[1:]
     run = {
+        "name": name,
+        "algorithm": algorithm,
+        "mode": mode,
         "steps_timed": len(step),
         "step_s_mean": _mean(step),
         "steps_per_hour": 3600 / _mean(step) if step else None,
@@ -87,12 +89,18 @@ def _summarise(result) -> dict:
         "startup_s": result.startup_s,
         "wall_s": result.wall_s,
     }
-    run["rollout_idle_frac"] = None if run["trainer_idle_frac"] is None else 1 - run["trainer_idle_frac"]
+    # separate_async's standalone pool generates independently of the trainer's waits; verl logs no engine busy
+    # time, so its idle fraction is not measured (n/a)
+    colocated = mode != "separate_async"
+    run["rollout_idle_frac"] = None if run["trainer_idle_frac"] is None or not colocated else 1 - run["trainer_idle_frac"]
     # clip fractions and off-policy metrics: mean over every step (step 1 included: it is trained like the others)
     for key in CLIP_KEYS + OFF_POLICY_KEYS:
         run[key] = _mean([float(r["data"][key]) for r in result.records if key in r["data"]])
     run[OFF_POLICY_KEYS[0] + " (max over steps)"] = max(
         (float(r["data"][OFF_POLICY_KEYS[0]]) for r in result.records if OFF_POLICY_KEYS[0] in r["data"]), default=None)
+    print(f"    {_cell(run['steps_per_hour'], '.0f')} steps/h, trainer idle {_cell(run['trainer_idle_frac'], '.2f')}, "
+          f"staleness max {run[OFF_POLICY_KEYS[0] + ' (max over steps)']}, "
+          f"pg_clipfrac {_cell(run['actor/pg_clipfrac'], '.3f')}, start-up {result.startup_s:.0f} s", flush=True)
     return run
 
 
@@ -132,15 +140,11 @@ def _tables(runs: list[dict], algorithms: list[str], modes: list[str]) -> list[s
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algorithms", default="grpo,gspo,sspo")
-    parser.add_argument("--modes", default="sync,colocate_async,colocate_bypass")
-    parser.add_argument("--steps", type=int, default=8, help="training steps per run")
-    parser.add_argument("--out", default="/tmp/sspo_bench_async")
-    parser.add_argument("--extra", nargs="*", default=[], help="more sspo-train overrides for every run")
+    add_arguments(parser, algorithms="grpo,gspo,sspo", steps=8, out="/tmp/sspo_bench_async")
+    parser.add_argument("--modes", default="sync,colocate_async,colocate_bypass", help=f"of {', '.join(MODES)}")
     parser.add_argument("--merge", action="store_true", help="print the tables of every bench_async_*.json in --out")
     args = parser.parse_args(argv)
-    algorithms = [a for a in args.algorithms.split(",") if a]
-    modes = [m for m in args.modes.split(",") if m]
+    algorithms, modes = split(args.algorithms), split(args.modes)
     if args.merge:
         return _merge(os.path.abspath(args.out), algorithms, modes)
     unknown = [m for m in modes if m not in MODES]
@@ -148,38 +152,25 @@ def main(argv=None) -> int:
         parser.error(f"unknown mode(s) {unknown}; choose from {sorted(MODES)}")
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    tiny = build_assets(os.path.join(out, "tiny"), seed=0)
-    conditions = _conditions()
-    conditions["load_before"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-    runs = []
+    cond = conditions(steps=args.steps, extra=" ".join(args.extra) or None)
     stem = os.path.join(out, f"bench_async_{'-'.join(algorithms)}")
-    plan = [(a, m) for i, a in enumerate(algorithms) for m in (modes if i % 2 == 0 else list(reversed(modes)))]
-    for i, (algorithm, mode) in enumerate(plan):
-        name = f"{i:02d}-{algorithm}-{mode}"
-        print(f"[{i + 1}/{len(plan)}] {algorithm} {mode} ...", flush=True)
-        result = run_job(name, _overrides(algorithm, mode, out, name, args.steps, args.extra),
-                         os.path.join(out, "bench_async", name), env={"SSPO_TINY_DIR": tiny["tiny_dir"]}, poll_s=0.25)
-        if not result.ok:
-            print(result.error, file=sys.stderr)
-            return 1
-        run = {"name": name, "algorithm": algorithm, "mode": mode, **_summarise(result)}
-        runs.append(run)
-        with open(stem + ".json", "w", encoding="utf-8") as fh:  # after every run: a time limit keeps what ran
-            json.dump({"conditions": conditions, "steps": args.steps, "runs": runs}, fh, indent=1)
-        print(f"    {_cell(run['steps_per_hour'], '.0f')} steps/h, "
-              f"trainer idle {_cell(run['trainer_idle_frac'], '.2f')}, "
-              f"staleness max {run[OFF_POLICY_KEYS[0] + ' (max over steps)']}, "
-              f"pg_clipfrac {_cell(run['actor/pg_clipfrac'], '.3f')}, start-up {result.startup_s:.0f} s", flush=True)
-    conditions["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
 
-    text = "\n".join([f"Conditions: {json.dumps(conditions)}", "",
+    def save(runs: list[dict]) -> None:  # after every run: a time limit keeps what ran
+        with open(stem + ".json", "w", encoding="utf-8") as fh:
+            json.dump({"conditions": cond, "steps": args.steps, "runs": runs}, fh, indent=1)
+
+    plan = turned([[(f"{a}-{m}", _overrides(a, m)) for m in modes] for a in algorithms])
+    runs = run_plan(plan, out, "bench_async", args.steps, _summarise, extra=args.extra, after_each=save)
+    if runs is None:
+        return 1
+    cond["load_after"] = load()
+
+    text = "\n".join([f"Conditions: {json.dumps(cond)}", "",
                       f"{args.steps} steps per run, one run per algorithm x mode; throughput over steps > {WARMUP}, "
                       "clip fractions and off-policy metrics averaged over all steps.", "",
                       *_tables(runs, algorithms, modes)])
     print("\n" + text)
-    with open(stem + ".json", "w", encoding="utf-8") as fh:
-        json.dump({"conditions": conditions, "steps": args.steps, "runs": runs}, fh, indent=1)
+    save(runs)
     with open(stem + ".md", "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
     return 0

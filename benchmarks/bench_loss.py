@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from conditions import conditions, header  # benchmarks/conditions.py (this script's directory)
 from rss import CHILD_ENV, peak_rss_growth  # benchmarks/rss.py (this script's directory)
 
 import torch
@@ -239,15 +239,11 @@ def main():
                            make_inputs(args.B, args.T[0], len(tok), delims, args.device,
                                        lp_dtype=getattr(torch, args.lp_dtype)), args.device)
         device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else None
-        conditions = dict(device=args.device, device_name=device_name, torch=torch.__version__,
-                          threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
-                          cores=os.cpu_count(), B=args.B, lp_dtype=args.lp_dtype, repeats=args.repeats,
+        cond = conditions(device=args.device, device_name=device_name, threads=torch.get_num_threads(), B=args.B,
+                          lp_dtype=args.lp_dtype, repeats=args.repeats,
                           clock="wall" if args.device.startswith("cuda") else "process CPU",
-                          table_build_ms=build_s * 1e3)
-        print(f"# bench_loss  device={args.device}{f' ({device_name})' if device_name else ''}  "
-              f"torch={torch.__version__}  threads={torch.get_num_threads()}  cpu={conditions['cpu']}  "
-              f"cores={os.cpu_count()}  B={args.B}  lp={args.lp_dtype}  "
-              f"repeats={args.repeats} (median, interleaved, {conditions['clock']} time)")
+                          table_build_ms=round(build_s * 1e3, 1))
+        print(header("bench_loss", cond) + "  (median of interleaved repeats)")
         print(f"# boundary-table build from 151,665 pieces (one-off per tokenizer): {build_s * 1e3:.0f} ms")
         print("| T | loss | fwd+bwd ms | × vanilla | peak extra MiB | × vanilla |")
         print("|---|---|---|---|---|---|")
@@ -270,7 +266,7 @@ def main():
                   f"{times['segmentation'] / times['vanilla']:.2f} | | |")
         if args.json:
             with open(args.json, "w") as f:
-                json.dump(dict(conditions=conditions, rows=rows), f, indent=1)
+                json.dump(dict(conditions=cond, rows=rows), f, indent=1)
 
 
 if __name__ == "__main__":

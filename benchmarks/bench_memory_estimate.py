@@ -27,6 +27,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import bench_actor_update as bau  # noqa: E402  (this directory)
+from conditions import conditions, header  # noqa: E402
 from rss import CHILD_ENV, peak_rss_growth  # noqa: E402
 
 RESIDENT = ("params", "optimizer", "runtime")  # in RSS before the measured update
@@ -35,7 +36,6 @@ RESIDENT = ("params", "optimizer", "runtime")  # in RSS before the measured upda
 def child(args) -> None:
     """One case in this (fresh) process: bench_actor_update's worker, a warm-up, then the measured calls."""
     bau._single_process_env("cpu")  # VERL_PLATFORM=cpu before verl is imported
-    import torch
 
     from sspo_verl.preflight.memory import estimate, load_model_config
 
@@ -58,7 +58,7 @@ def child(args) -> None:
     est = estimate(config, model_config)
     print(json.dumps({"peak": peak, "log_prob_peak": log_prob_peak, "update": est.phases["update"],
                       "log_prob": est.phases["log_prob"], "logits_dtype": seen.get("logits_dtype"),
-                      "logits_rows": seen.get("logits_rows"), "torch": torch.__version__}))
+                      "logits_rows": seen.get("logits_rows")}))
 
 
 def main() -> None:
@@ -79,6 +79,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args)
+    cond = conditions(hidden=args.hidden, layers=args.layers, vocab=bau.VOCAB, responses=args.responses,
+                      prompt_len=args.prompt_len, response_len=args.response_len)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or bau.build_model(tmp, args.hidden, args.layers)
@@ -92,12 +94,8 @@ def main() -> None:
             if out.returncode != 0:
                 raise RuntimeError(out.stderr[-3000:])
             rows.append((case, json.loads(out.stdout.strip().splitlines()[-1])))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
-    print(f"# bench_memory_estimate  torch={rows[0][1]['torch']}  cores={os.cpu_count()}  commit={commit}; Qwen2 "
-          f"V={bau.VOCAB} hidden={args.hidden} layers={args.layers}; {args.responses} responses x "
-          f"({args.prompt_len} prompt + {args.response_len // 2}-{args.response_len} response) tokens; "
-          f"logits dtype {rows[0][1]['logits_dtype']}")
+    print(header("bench_memory_estimate", {**cond, "logits_dtype": rows[0][1]["logits_dtype"]})
+          + f"  (Qwen2; responses of {args.response_len // 2}-{args.response_len} tokens)")
     print("| case | phase | largest micro-batch (padded tokens) | grads | gathered | logits | activations | "
           "estimate MiB | measured MiB | error |")
     print("|---|---|---|---|---|---|---|---|---|---|")

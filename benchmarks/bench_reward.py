@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from conditions import conditions  # benchmarks/conditions.py (this script's directory)
 
 REASONING = ("We expand the expression, collect like terms, and simplify step by step. " * 20).strip()
 
@@ -99,31 +98,8 @@ def _score(result) -> float:
     return float(result["score"] if isinstance(result, dict) else result)
 
 
-def conditions(args) -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "?"
-    import importlib.metadata as md
-
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "math-verify": md.version("math-verify"),
-        "verl": md.version("verl"),
-        "commit": commit,
-        "threads": args.threads,
-        "samples": args.samples,
-        "timeout_s": args.timeout_s,
-        "loadavg_1m": round(os.getloadavg()[0], 2),
-    }
+def _conditions(args) -> dict:
+    return conditions(threads=args.threads, samples=args.samples, timeout_s=args.timeout_s)
 
 
 def burst_main(args) -> int:
@@ -133,7 +109,7 @@ def burst_main(args) -> int:
 
     n_hang, n_mixed = (int(x) for x in args.burst.split(","))
     max_wait_s = DEFAULT_MAX_WAIT_S if args.max_wait_s is None else args.max_wait_s
-    cond = {**conditions(args), "burst": args.burst, "max_wait_s": max_wait_s}
+    cond = {**_conditions(args), "burst": args.burst, "max_wait_s": max_wait_s}
     print("conditions: " + ", ".join(f"{k}={v}" for k, v in cond.items()), flush=True)
     print("| procs | samples (hang + mixed) | samples/s | worst wall per sample (call, verifier queue included) "
           "| median | last sample done (burst start, thread wait included) | timeouts (incl. queue) "
@@ -185,7 +161,7 @@ def main(argv=None) -> int:
     from sspo_verl.reward.math_reward import score_response
     from sspo_verl.reward.verifier_pool import VerifierPool
 
-    cond = conditions(args)
+    cond = _conditions(args)
     print("conditions: " + ", ".join(f"{k}={v}" for k, v in cond.items()), flush=True)
     kinds = ["exact", "symbolic", "wrong", "no_box", "mixed"]
     rows = []

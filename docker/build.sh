@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build docker/Dockerfile with a tag that names the stack, read from the sources (never typed by hand):
 #   <IMAGE_NAME>:<sspo-verl version>-verl<verl pin>-vllm<vLLM>-torch<torch>-cu<CUDA>
-# e.g. sspo-verl:0.1.0-verl0.9.1-vllm0.24.0-torch2.11.0-cu13.0 (versions: sspo_verl/__init__.py and the
-# Dockerfile's ARGs).
+# e.g. sspo-verl:0.1.0-verl0.9.1-vllm0.24.0-torch2.11.0-cu13.0 (versions: sspo_verl/__init__.py,
+# sspo_verl/verl_version.py and the Dockerfile's ARGs).
 #
 #   docker/build.sh                       # build (from any directory)
 #   docker/build.sh --print-tag           # print the tag only
@@ -17,15 +17,15 @@ DOCKER=${DOCKER:-docker}                # or podman
 die() { echo "docker/build.sh: ERROR: $*" >&2; exit 1; }
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dockerfile=$repo/docker/Dockerfile
-constant() { sed -n "s/^$1 = \"\\([^\"]*\\)\"\$/\\1/p" "$repo/sspo_verl/__init__.py"; }
-version=$(constant __version__)
-verl=$(constant SUPPORTED_VERL_VERSION)
+constant() { sed -n "s/^$2 = \"\\([^\"]*\\)\"\$/\\1/p" "$repo/sspo_verl/$1"; }
+version=$(constant __init__.py __version__)
+verl=$(constant verl_version.py SUPPORTED_VERL_VERSION)
 arg() { sed -n "s/^ARG $1=\\([^[:space:]]*\\).*/\\1/p" "$dockerfile"; }
 vllm=$(arg VLLM_VERSION)
 torch=$(arg TORCH_VERSION)
 cuda=$(arg CUDA_VERSION)
 for name in version verl vllm torch cuda; do
-    [[ ${!name} =~ ^[0-9][0-9A-Za-z.]*$ ]] || die "could not read the $name version from sspo_verl/__init__.py / docker/Dockerfile (got '${!name}')"
+    [[ ${!name} =~ ^[0-9][0-9A-Za-z.]*$ ]] || die "could not read the $name version from sspo_verl/{__init__,verl_version}.py / docker/Dockerfile (got '${!name}')"
 done
 tag="$IMAGE_NAME:$version-verl$verl-vllm$vllm-torch$torch-cu$cuda"
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable, Optional
 
-from sspo_verl import SUPPORTED_VERL_VERSION
+from sspo_verl.verl_version import SUPPORTED_VERL_VERSION
 
 __all__ = ["MARK", "Patch", "PatchTargetError"]
 

@@ -1,18 +1,28 @@
-"""A run directory's record of the config its run started with, and what a rerun into it may do.
+"""The run directory: its layout, the record of the config its run started with, and what a rerun into it may do.
 
-``sspo-train`` writes the resolved config to ``<run dir>/resolved_config.yaml`` when a run starts (no earlier
-attempt there) and keeps it when a later attempt resumes, so the file always says how the run's checkpoints and
-metrics were made. Before a rerun hands over to verl (:func:`prepare_attempt`):
+The one module that knows the layout (``sspo-train`` writes it, ``sspo-report`` and ``sspo-eval`` read it here)::
 
-* the config differs from the record in a key that changes training (anything but bookkeeping:
-  :data:`IGNORED_PREFIXES` except :data:`TRAINING_PREFIXES`, :data:`IGNORED_KEYS`) → refused
-  (:class:`RerunRefused`) with the differing keys and the two ways out: a new run name, or
-  ``on_config_change=new_attempt``;
+    <run dir>/resolved_config.yaml   RECORD: the config the run started with
+              metrics.jsonl          METRICS_FILE: verl's file logger, this attempt; metrics.<n>.jsonl: earlier
+                                     attempts of a resumed run (metric_log_parts lists them oldest first)
+              tensorboard/           TENSORBOARD_DIR, when that logger is on
+              checkpoints/           CHECKPOINTS_DIR (trainer.default_local_dir): global_step_<n>/, verl's
+                                     latest-step tracker
+              superseded/<time>/     SUPERSEDED_DIR: earlier attempts a fresh attempt moved aside
+              .hydra/<time>/         HYDRA_DIR: Hydra's record of each launch; train.log, the driver's log
+
+``sspo-train`` writes the resolved config to :data:`RECORD` when a run starts (no earlier attempt there) and
+keeps it when a later attempt resumes, so the file always says how the run's checkpoints and metrics were made.
+Before a rerun hands over to verl (:func:`prepare_attempt`):
+
+* the config differs from the record in a key that changes training (:func:`changes_training`: anything but
+  bookkeeping) → refused (:class:`RerunRefused`) with the differing keys and the two ways out: a new run name,
+  or ``on_config_change=new_attempt``;
 * ``on_config_change=new_attempt``, or an attempt that starts over (``trainer.resume_mode=disable``, or no
   checkpoint to resume): everything the earlier attempt left — checkpoints, metric logs, TensorBoard files,
   its config record — moves to ``superseded/<YYYYmmdd-HHMMSS>/``; nothing is overwritten or deleted;
 * an attempt that resumes with the same training config: the metric log moves to the next ``metrics.<n>.jsonl``
-  (verl truncates its file; :mod:`sspo_verl.report.parts`), checkpoints and the record stay;
+  (verl's file logger opens its file with mode ``"wb"``), checkpoints and the record stay;
 * the same, for a run that already reached its last step (``finished``): nothing moves, and the caller trains
   nothing (verl 0.9.1 would train one step past ``trainer.total_training_steps`` and save it).
 
@@ -29,26 +39,38 @@ from __future__ import annotations
 import datetime
 import glob
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
 __all__ = [
+    "FOOTPRINTS",
+    "HYDRA_DIR",
     "IGNORED_KEYS",
     "IGNORED_PREFIXES",
-    "FOOTPRINTS",
-    "Footprint",
+    "METRICS_FILE",
+    "CHECKPOINTS_DIR",
     "ON_CONFIG_CHANGE",
     "RECORD",
-    "RerunRefused",
+    "SUPERSEDED_DIR",
+    "TENSORBOARD_DIR",
     "TRAINING_PREFIXES",
+    "Footprint",
+    "RerunRefused",
+    "changes_training",
     "flatten",
+    "metric_log_parts",
     "prepare_attempt",
+    "read_record",
     "training_diff",
 ]
 
 RECORD = "resolved_config.yaml"
+METRICS_FILE = "metrics.jsonl"  # VERL_FILE_LOGGER_PATH in the run dir
+TENSORBOARD_DIR = "tensorboard"  # TENSORBOARD_DIR in the run dir
+CHECKPOINTS_DIR = "checkpoints"  # trainer.default_local_dir in the run dir (sspo_trainer.yaml)
 ON_CONFIG_CHANGE = ("refuse", "new_attempt")
 # Keys that do not change what a run trains: its schedule length, logging, checkpoint cadence, cluster layout,
 # Ray settings and the pre-flight's own switches. [ours]
@@ -134,6 +156,12 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
+def changes_training(key: str) -> bool:
+    """Whether a dotted config key changes what a run trains (not bookkeeping: :data:`IGNORED_PREFIXES` except
+    :data:`TRAINING_PREFIXES`, :data:`IGNORED_KEYS`)."""
+    return key not in IGNORED_KEYS and (key.startswith(TRAINING_PREFIXES) or not key.startswith(IGNORED_PREFIXES))
+
+
 def training_diff(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{key: (recorded, current)}`` for every training-relevant key whose value differs (flattened configs;
     a key present in one only counts, with None for the other side)."""
@@ -141,20 +169,58 @@ def training_diff(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> di
     return {
         key: (recorded.get(key), current.get(key))
         for key in sorted(keys)
-        if key not in IGNORED_KEYS and (key.startswith(TRAINING_PREFIXES) or not key.startswith(IGNORED_PREFIXES))
-        and recorded.get(key) != current.get(key)
+        if changes_training(key) and recorded.get(key) != current.get(key)
     }
 
 
-def _load_record(run_dir: str) -> Optional[dict[str, Any]]:
+def read_record(run_dir: str) -> Optional[dict[str, Any]]:
+    """The run dir's :data:`RECORD`, flattened (:func:`flatten`); None when there is none.
+
+    Raises:
+        ValueError: the record is not readable YAML or not a mapping (the message names the file and the fix).
+    """
     import yaml
 
     path = os.path.join(run_dir, RECORD)
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as f:
-        loaded = yaml.safe_load(f)
-    return flatten(loaded) if isinstance(loaded, Mapping) else None
+        try:
+            loaded = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not readable YAML ({e}); fix or remove it") from e
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{path}: expected a mapping (sspo-train's resolved config), got {type(loaded).__name__}")
+    return flatten(loaded)
+
+
+def _part_pattern(path: str) -> re.Pattern:
+    stem, ext = os.path.splitext(os.path.basename(path))
+    return re.compile(rf"^{re.escape(stem)}\.(\d+){re.escape(ext)}$")
+
+
+def metric_log_parts(path: str) -> list[str]:
+    """The parts of the metric log whose current file is ``path``, oldest first: ``<stem>.<n><ext>`` by n
+    (``metrics.1.jsonl``, ``metrics.2.jsonl``, ...), then ``path`` itself (those that exist)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = _part_pattern(path)
+    numbered = []
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            match = pattern.match(name)
+            if match:
+                numbered.append((int(match.group(1)), os.path.join(directory, name)))
+    parts = [p for _, p in sorted(numbered)]
+    if os.path.isfile(path):
+        parts.append(os.path.abspath(path))
+    return parts
+
+
+def _next_part(path: str) -> str:
+    stem, ext = os.path.splitext(os.path.abspath(path))
+    pattern = _part_pattern(path)
+    taken = [int(m.group(1)) for m in (pattern.match(os.path.basename(p)) for p in metric_log_parts(path)) if m]
+    return f"{stem}.{max(taken, default=0) + 1}{ext}"
 
 
 def _checkpoints(checkpoint_dir: str) -> list[str]:
@@ -163,8 +229,6 @@ def _checkpoints(checkpoint_dir: str) -> list[str]:
 
 def earlier_attempt(checkpoint_dir: str, metrics_path: Optional[str]) -> bool:
     """Whether an earlier attempt trained here: a checkpoint, or a non-empty metric log (any part)."""
-    from sspo_verl.report.parts import metric_log_parts
-
     if _checkpoints(checkpoint_dir):
         return True
     return bool(metrics_path) and any(os.path.getsize(p) > 0 for p in metric_log_parts(metrics_path))
@@ -236,24 +300,23 @@ def prepare_attempt(
 
     Raises:
         RerunRefused: the training config differs from the record and ``on_config_change=refuse``.
-        ValueError: an unknown ``on_config_change``.
+        ValueError: an unknown ``on_config_change``, or a record that cannot be read (:func:`read_record`).
     """
-    from sspo_verl.report.parts import metric_log_parts
-    from sspo_verl.report.parts import prepare_attempt as prepare_logs
-
     if on_config_change not in ON_CONFIG_CHANGE:
         raise ValueError(f"on_config_change={on_config_change!r}: use one of {', '.join(ON_CONFIG_CHANGE)}")
     earlier = earlier_attempt(checkpoint_dir, metrics_path)
-    record = _load_record(run_dir) if earlier else None
+    record = read_record(run_dir) if earlier else None
     diff = training_diff(record, flatten(config)) if record is not None else {}
     if diff and on_config_change == "refuse":
         raise RerunRefused(_refusal(run_dir, diff))
     if dry_run:
         return not earlier, []  # an earlier attempt's record stays as it is
     if resumes and not diff:
-        if finished:
+        if finished or not metrics_path or not os.path.isfile(metrics_path) or not os.path.getsize(metrics_path):
             return False, []
-        return False, prepare_logs(metrics_path, True) if metrics_path else []
+        target = _next_part(metrics_path)  # verl's file logger truncates metrics_path
+        os.replace(metrics_path, target)
+        return False, [(os.path.abspath(metrics_path), target)]
     old = [checkpoint_dir] if _checkpoints(checkpoint_dir) else []  # with verl's latest-step tracker
     if metrics_path:
         old += [p for p in metric_log_parts(metrics_path) if os.path.getsize(p) > 0]

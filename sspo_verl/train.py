@@ -31,7 +31,6 @@ Public API:
     main()                        the console script
     run(config)                   one job on a composed config (what the Hydra app calls)
     compose(overrides)            the composed config without running anything (tests, notebooks)
-    config_dir()                  where the Hydra configs are (installed package or source checkout)
     register_resolvers()          ``sspo.div`` and ``sspo.abspath`` (idempotent; done on import)
 """
 
@@ -53,16 +52,17 @@ import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sspo_verl.config_files import CONFIG_NAME, config_dir
 from sspo_verl.known_warnings import silence_driver_platform_probe
 from sspo_verl.preflight import Finding, PreflightError, run_preflight
+from sspo_verl.rundir import METRICS_FILE, RECORD, TENSORBOARD_DIR
 
-__all__ = ["CONFIG_NAME", "compose", "config_dir", "main", "register_resolvers", "run"]
+__all__ = ["compose", "main", "register_resolvers", "run"]
 
 logger = logging.getLogger("sspo_verl.train")
 if logger.level == logging.NOTSET:
     logger.setLevel(logging.INFO)
 
-CONFIG_NAME = "sspo_trainer"
 EXIT_PREFLIGHT = 2
 _FILE_LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
 _stop_signal: Optional[int] = None  # the signal that stopped this run (set by _exit_on_sigterm)
@@ -72,20 +72,6 @@ _RUN_DIRS: set[str] = set()
 # Whether run() handed over to verl (the run dirs' state before the launch: sspo_verl.rundir.FOOTPRINTS).
 _handed_over = False
 _last_word: Optional[str] = None  # why a run ended early (run() logs it; main() says it again after Hydra's report)
-
-
-def config_dir() -> str:
-    """The directory holding ``sspo_trainer.yaml``: ``sspo_verl/hydra_configs`` in an installed wheel (setup.py
-    maps the top-level ``hydra_configs/`` there), else the source checkout's ``hydra_configs/`` (editable install,
-    or running from the repository)."""
-    package = Path(__file__).resolve().parent
-    for candidate in (package / "hydra_configs", package.parent / "hydra_configs"):
-        if (candidate / f"{CONFIG_NAME}.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(
-        f"sspo-train cannot find its Hydra configs ({CONFIG_NAME}.yaml) in {package / 'hydra_configs'} or "
-        f"{package.parent / 'hydra_configs'}. Reinstall the package (pip install .), or run from a source checkout."
-    )
 
 
 def _div(numerator, denominator) -> int:
@@ -334,15 +320,15 @@ def run(config: DictConfig) -> Optional[DictConfig]:
     logger_backends = config.trainer.get("logger") or []
     logger_backends = [logger_backends] if isinstance(logger_backends, str) else list(logger_backends)
     if "file" in logger_backends and _FILE_LOGGER_ENV not in os.environ:
-        _worker_env(config, _FILE_LOGGER_ENV, os.path.join(run_dir, "metrics.jsonl"))
+        _worker_env(config, _FILE_LOGGER_ENV, os.path.join(run_dir, METRICS_FILE))
     if "tensorboard" in logger_backends and _TENSORBOARD_ENV not in os.environ:
-        _worker_env(config, _TENSORBOARD_ENV, os.path.join(run_dir, "tensorboard"))
+        _worker_env(config, _TENSORBOARD_ENV, os.path.join(run_dir, TENSORBOARD_DIR))
     OmegaConf.resolve(config)  # here, where the sspo.* and hydra: resolvers exist; verl's workers never see them
     os.makedirs(run_dir, exist_ok=True)
     finished_at = _finished_at(config)
     starts = _prepare_attempt(config, run_dir, logger_backends, dry_run, finished=finished_at is not None)
     if starts:
-        OmegaConf.save(config, os.path.join(run_dir, "resolved_config.yaml"))  # the config this run started with
+        OmegaConf.save(config, os.path.join(run_dir, RECORD))  # the config this run started with
     logger.info("sspo-train: %s", _summary(config, run_dir))
     finished = finished_at is not None and not starts
     if finished:

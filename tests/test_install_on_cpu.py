@@ -27,7 +27,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from sspo_verl import SUPPORTED_VERL_VERSION
+from sspo_verl.verl_version import SUPPORTED_VERL_VERSION
 from tests.conftest import copy_package_sources
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,15 +1,27 @@
 """sspo_verl.rundir: a rerun with another training config is refused with the diff, a fresh attempt moves the
-earlier one aside (checkpoints included) instead of overwriting it, a resume keeps the record. Real files in a
+earlier one aside (checkpoints, metric log parts, TensorBoard) instead of overwriting it, a resume keeps the record
+and its metric log as the next part, and a launch that trains nothing takes back what it wrote. Real files in a
 temporary run dir laid out as sspo-train and verl write it."""
 
 from __future__ import annotations
 
 import datetime
+import os
 
 import pytest
 import yaml
 
-from sspo_verl.rundir import RECORD, Footprint, RerunRefused, prepare_attempt, training_diff
+from sspo_verl.report.logs import read_run_metrics
+from sspo_verl.rundir import (
+    RECORD,
+    SUPERSEDED_DIR,
+    Footprint,
+    RerunRefused,
+    metric_log_parts,
+    prepare_attempt,
+    read_record,
+    training_diff,
+)
 
 NOW = datetime.datetime(2026, 1, 2, 3, 4, 5)
 CONFIG = {"seed": 1, "actor_rollout_ref": {"actor": {"optim": {"lr": 1e-6}, "clip_ratio_high": 0.28}},
@@ -119,6 +131,112 @@ def test_an_unknown_on_config_change_is_refused(tmp_path):
         _attempt(_run_dir(tmp_path), on_config_change="keep")
 
 
+def test_an_unreadable_record_is_refused_naming_the_file(tmp_path):
+    run = _run_dir(tmp_path)
+    (run / RECORD).write_text("- a list, not sspo-train's config\n")
+    with pytest.raises(ValueError, match=f"{RECORD}: expected a mapping"):
+        _attempt(run)
+    (run / RECORD).write_text("seed: [1\n")
+    with pytest.raises(ValueError, match=f"(?s){RECORD}: not readable YAML .*fix or remove it"):
+        read_record(str(run))
+    assert (run / "metrics.jsonl").exists() and not (run / "metrics.1.jsonl").exists()  # nothing moved
+
+
+def _write(path, steps, value):
+    with open(path, "w", encoding="utf-8") as fh:
+        for step in steps:
+            fh.write(f'{{"step": {step}, "data": {{"critic/score/mean": {value + step}}}}}\n')
+
+
+def _log_attempt(run, resumes, **kw):
+    """An attempt with the file logger on and no checkpoint or record (the metric log's own rules)."""
+    return prepare_attempt(str(run), {}, checkpoint_dir=str(run / "checkpoints"), resumes=resumes,
+                           metrics_path=os.fspath(run / "metrics.jsonl"), now=NOW, **kw)[1]
+
+
+def test_resumed_attempts_become_numbered_parts_and_every_step_is_read(tmp_path):
+    path = os.fspath(tmp_path / "metrics.jsonl")
+    _write(path, [1, 2, 3], 0.0)  # attempt 1 reached step 3, checkpoint at 2
+    assert _log_attempt(tmp_path, True) == [(path, os.fspath(tmp_path / "metrics.1.jsonl"))]
+    _write(path, [3, 4], 10.0)  # attempt 2 redid step 3, then step 4
+    _log_attempt(tmp_path, True)
+    _write(path, [5], 100.0)  # attempt 3
+    assert [os.path.basename(p) for p in metric_log_parts(path)] == ["metrics.1.jsonl", "metrics.2.jsonl",
+                                                                     "metrics.jsonl"]
+    steps, source, files = read_run_metrics(os.fspath(tmp_path))
+    assert source == "jsonl" and len(files) == 3
+    # step 3 from attempt 2 (the latest), the others from the attempt that logged them
+    assert {s: row["critic/score/mean"] for s, row in steps.items()} == {1: 1.0, 2: 2.0, 3: 13.0, 4: 14.0, 5: 105.0}
+
+
+def test_parts_are_ordered_numerically_not_by_name(tmp_path):
+    for n in (10, 2, 1):
+        _write(tmp_path / f"metrics.{n}.jsonl", [n], 0.0)
+    _write(tmp_path / "other.3.jsonl", [3], 0.0)
+    names = [os.path.basename(p) for p in metric_log_parts(os.fspath(tmp_path / "metrics.jsonl"))]
+    assert names == ["metrics.1.jsonl", "metrics.2.jsonl", "metrics.10.jsonl"]
+    _write(tmp_path / "metrics.jsonl", [11], 0.0)
+    moved = _log_attempt(tmp_path, True)
+    assert os.path.basename(moved[0][1]) == "metrics.11.jsonl"
+
+
+def test_an_empty_log_is_not_kept_as_a_part(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b"")  # an attempt that died before its first step
+    assert _log_attempt(tmp_path, True) == []
+    assert metric_log_parts(os.fspath(path)) == [os.fspath(path)]
+
+
+def test_a_fresh_attempt_moves_every_log_part_and_tensorboard_aside(tmp_path):
+    path = os.fspath(tmp_path / "metrics.jsonl")
+    _write(tmp_path / "metrics.1.jsonl", [1], 0.0)
+    _write(path, [2], 0.0)
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "tensorboard" / "events.out.tfevents.1.host.1.0").write_bytes(b"x")
+    moves = _log_attempt(tmp_path, False, tensorboard_dir=os.fspath(tmp_path / "tensorboard"))
+    target = tmp_path / SUPERSEDED_DIR / "20260102-030405"
+    assert [os.path.basename(t) for _, t in moves] == ["metrics.1.jsonl", "metrics.jsonl", "tensorboard"]
+    assert (target / "metrics.1.jsonl").is_file() and (target / "tensorboard").is_dir()
+    assert metric_log_parts(path) == [] and not (tmp_path / "tensorboard").exists()
+    # the same second again: a second directory, nothing overwritten
+    _write(path, [1], 0.0)
+    _log_attempt(tmp_path, False)
+    assert (tmp_path / SUPERSEDED_DIR / "20260102-030405-2" / "metrics.jsonl").is_file()
+    assert _log_attempt(tmp_path, False) == []  # nothing left to move
+
+
+def test_sspo_train_decides_resume_like_verl(tmp_path, monkeypatch):
+    """sspo-train's attempt preparation (train._prepare_attempt): resume_mode=auto resumes only with verl's
+    checkpoint tracker present; an attempt that starts over moves the earlier logs and checkpoints aside."""
+    from omegaconf import OmegaConf
+
+    import sspo_verl.train as train
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    monkeypatch.delenv("VERL_FILE_LOGGER_PATH", raising=False)
+    config = OmegaConf.create({
+        "trainer": {"resume_mode": "auto", "default_local_dir": os.fspath(run_dir / "checkpoints")},
+        "ray_kwargs": {"ray_init": {"runtime_env": {"env_vars": {
+            "VERL_FILE_LOGGER_PATH": os.fspath(run_dir / "metrics.jsonl")}}}},
+    })
+    _write(run_dir / "metrics.jsonl", [1, 2], 0.0)
+    assert train._prepare_attempt(config, str(run_dir), ["console", "file"], False)  # no checkpoint: a new run
+    assert not (run_dir / "metrics.jsonl").exists() and (run_dir / SUPERSEDED_DIR).is_dir()
+
+    _write(run_dir / "metrics.jsonl", [1, 2], 0.0)
+    (run_dir / "checkpoints" / "global_step_2").mkdir(parents=True)
+    (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("2")
+    assert not train._prepare_attempt(config, str(run_dir), ["console", "file"], False)  # resumes
+    assert (run_dir / "metrics.1.jsonl").is_file()
+
+    config.trainer.resume_mode = "disable"
+    _write(run_dir / "metrics.jsonl", [1], 0.0)
+    assert train._prepare_attempt(config, str(run_dir), ["console", "file"], False)
+    assert metric_log_parts(os.fspath(run_dir / "metrics.jsonl")) == []
+    assert not (run_dir / "checkpoints").exists()  # moved aside with the logs, never overwritten
+
+
 def _tree(root):
     return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
@@ -152,3 +270,29 @@ def test_a_footprint_removes_the_directories_a_launch_created(tmp_path):
     (run_dir / "train.log").write_text("x\n")
     footprint.undo([str(run_dir / "train.log")])
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_driver_prepares_an_attempt_without_the_report_package(tmp_path):
+    """sspo-train reads and writes the run dir through sspo_verl.rundir alone (a fresh interpreter: a resume that
+    renames the metric log and a fresh attempt that moves it aside, then no sspo_verl.report module loaded)."""
+    import subprocess
+    import sys
+
+    _write(tmp_path / "metrics.jsonl", [1], 0.0)
+    code = f"""
+import os, sys
+from omegaconf import OmegaConf
+import sspo_verl.train as train
+run = {os.fspath(tmp_path)!r}
+config = OmegaConf.create({{"trainer": {{"resume_mode": "resume_path", "resume_from_path": run + "/checkpoints/x",
+    "default_local_dir": run + "/checkpoints"}}, "ray_kwargs": {{"ray_init": {{}}}}}})
+os.environ["VERL_FILE_LOGGER_PATH"] = run + "/metrics.jsonl"
+assert not train._prepare_attempt(config, run, ["file"], False)
+config.trainer.resume_mode = "disable"
+assert train._prepare_attempt(config, run, ["file"], False)
+print(sorted(m for m in sys.modules if m.startswith("sspo_verl.report")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]"
+    assert (tmp_path / SUPERSEDED_DIR / os.listdir(tmp_path / SUPERSEDED_DIR)[0] / "metrics.1.jsonl").is_file()

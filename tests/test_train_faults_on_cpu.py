@@ -31,9 +31,9 @@ import pytest
 
 from sspo_verl.cpu.shm import leaked_segments
 from sspo_verl.demo.job import JobResult, run_job, sspo_train_command
-from sspo_verl.demo.task import write_dataset
+from sspo_verl.data.tiny_task import write_dataset
 from sspo_verl.report.logs import read_run_metrics
-from sspo_verl.report.parts import metric_log_parts
+from sspo_verl.rundir import metric_log_parts
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

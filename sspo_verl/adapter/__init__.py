@@ -1,4 +1,4 @@
-"""sspo-verl's verl adapter: the only package that imports verl.
+"""sspo-verl's verl adapter: what verl loads in every process through the ``verl.plugins`` entry point.
 
 Public API:
     SSPOPolicyLossConfig        typed SSPO fields for ``actor_rollout_ref.actor.policy_loss._target_``
@@ -10,6 +10,8 @@ Public API:
 Patches (:mod:`sspo_verl.patching`; idempotent, marked, logged once, loud when verl moves a target):
     microbatch.PPO_LOSS              ``verl.workers.utils.losses.ppo_loss``: the micro-batch context
     diagnostics.POLICY_LOSS_LOOKUP   ``get_policy_loss_fn`` as ``ppo_loss`` binds it: ``actor/diag/*`` for every loss
+    advantage.MULTI_TRAJECTORY       the V1 trainer's multi-output session path, for ``adv_estimator=sspo`` too
+    entropy_reference.UPDATE_ACTOR   ``PPOTrainer._update_actor``: SSPO's entropy reference μ of the rollout batch
 
 Registration happens in :mod:`sspo_verl.adapter.plugin`, which verl's ``verl.plugins`` entry point imports in
 every process that imports verl.

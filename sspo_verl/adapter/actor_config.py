@@ -1,15 +1,17 @@
 """What the SSPO loss and the granularity diagnostics read from verl's actor config (``ActorConfig``).
 
 Both receive verl's ``ActorConfig`` as ``config`` and need the same facts from it: the clip ratios as verl's
-own losses read them, the tokenizer that produced the responses, and the segmentation table built from that
-tokenizer (once per process and device). A leaf of the adapter: it imports verl's config types and the core,
-nothing else of the adapter but the config dataclass.
+own losses read them, the tokenizer that produced the responses, and how to segment at a granularity
+(:func:`segmentation_for`, a :class:`Segmentation` that both build their segments with, and that a micro-batch
+caches them under). A leaf of the adapter: it imports verl's config types and the core, nothing else of the
+adapter but the config dataclass.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -17,10 +19,17 @@ from verl.utils import hf_tokenizer
 from verl.utils.fs import copy_to_local
 
 from sspo_verl.adapter.config import SSPOPolicyLossConfig
-from sspo_verl.core.segmentation import BoundaryTable, build_boundary_table_from_tokenizer
+from sspo_verl.core.segmentation import (
+    DEFAULT_DELIMITERS,
+    BoundaryTable,
+    Segments,
+    build_boundary_table_from_tokenizer,
+    delimiters_for,
+    segment_responses,
+)
 
-__all__ = ["actor_tokenizer_path", "boundary_table", "clip_ratios", "sspo_policy_loss", "tokenizer_path",
-           "trust_remote_code"]
+__all__ = ["Segmentation", "actor_tokenizer_path", "boundary_table", "clip_ratios", "segmentation_for",
+           "sspo_policy_loss", "tokenizer_path", "trust_remote_code"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,3 +87,49 @@ def boundary_table(path: str, delimiters: str, device: str, trust_remote: bool =
     """The segmentation lookup table for a tokenizer, built once per process and moved once per device;
     ``trust_remote``: load it with ``trust_remote_code`` (see :func:`trust_remote_code`)."""
     return _cpu_boundary_table(path, delimiters, trust_remote).to(torch.device(device))
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Everything segments depend on besides the token ids and the mask, so equal values segment alike: the key
+    under which a micro-batch keeps its segments for the SSPO loss and the diagnostics to share.
+
+    ``delimiters``, ``tokenizer`` and ``trust_remote`` define the boundary table (None for ``token`` and
+    ``sequence``, which need none).
+    """
+
+    granularity: str
+    delimiters: Optional[str] = None
+    numeric_guard: bool = False
+    tokenizer: Optional[str] = None
+    trust_remote: bool = False
+
+    def segments(self, response_ids: torch.Tensor, response_mask: torch.Tensor) -> Segments:
+        """Segment on ``response_mask``'s device. Shape: (B, T) ids and mask."""
+        device = response_mask.device
+        table = None
+        if self.delimiters is not None:
+            table = boundary_table(self.tokenizer, self.delimiters, str(device), self.trust_remote)
+        return segment_responses(response_ids.to(device), response_mask, self.granularity, table, self.numeric_guard)
+
+
+def segmentation_for(config, granularity: str) -> Segmentation:
+    """How to segment at ``granularity``: the SSPO config's delimiters and numeric guard (spec §3 defaults for
+    other losses) and the tokenizer of :func:`tokenizer_path`, which ``subsentence`` and ``sentence`` need."""
+    if granularity in ("token", "sequence"):
+        return Segmentation(granularity)
+    sspo = sspo_policy_loss(config)
+    path = tokenizer_path(config)
+    if not path:
+        raise ValueError(
+            "SSPO segmentation needs the tokenizer that produced the responses, and the actor config has none: set "
+            "actor_rollout_ref.model.path (the worker then uses verl's own tokenizer of the actor), or "
+            "actor_rollout_ref.actor.policy_loss.tokenizer_path."
+        )
+    return Segmentation(
+        granularity,
+        delimiters_for(granularity, sspo.delimiters if sspo is not None else DEFAULT_DELIMITERS),
+        sspo.numeric_guard if sspo is not None else True,
+        path,
+        trust_remote_code(config),
+    )

@@ -20,16 +20,9 @@ import os
 
 import torch
 
-from sspo_verl.adapter.actor_config import (
-    boundary_table,
-    clip_ratios,
-    sspo_policy_loss,
-    tokenizer_path,
-    trust_remote_code,
-)
+from sspo_verl.adapter.actor_config import clip_ratios, segmentation_for, tokenizer_path
 from sspo_verl.adapter.microbatch import current_microbatch
 from sspo_verl.core.diagnostics import granularity_diagnostics
-from sspo_verl.core.segmentation import DEFAULT_DELIMITERS, segment_responses
 from sspo_verl.patching import Patch
 
 logger = logging.getLogger(__name__)
@@ -45,26 +38,14 @@ def enabled() -> bool:
 
 def diagnostics(microbatch, old_log_prob, log_prob, advantages, response_mask, config, **_) -> dict[str, float]:
     """``actor/diag/*`` metrics of one micro-batch as floats."""
-    T = response_mask.shape[1]
-    ids = microbatch.response_ids(T).to(log_prob.device)
     mask = response_mask.to(log_prob.device)
-    sspo = sspo_policy_loss(config)
-    delimiters = sspo.delimiters if sspo is not None else DEFAULT_DELIMITERS
-    numeric_guard = sspo.numeric_guard if sspo is not None else True
-    segments = {
-        "token": microbatch.segments(("token",), lambda: segment_responses(ids, mask, "token")),
-        "sequence": microbatch.segments(("sequence",), lambda: segment_responses(ids, mask, "sequence")),
-    }
-    path = tokenizer_path(config)
-    if path is not None:
-        table = boundary_table(path, delimiters, str(log_prob.device), trust_remote_code(config))
-        segments["subsentence"] = microbatch.segments(
-            ("subsentence", delimiters, numeric_guard),
-            lambda: segment_responses(ids, mask, "subsentence", table, numeric_guard),
-        )
+    granularities = ["token", "sequence"]
+    if tokenizer_path(config):
+        granularities.append("subsentence")
     elif "no_tokenizer" not in _warned:
         _warned.add("no_tokenizer")
         logger.warning("sspo-verl diagnostics: no tokenizer path in the actor config, subsentence diagnostics off")
+    segments = {g: microbatch.segments(segmentation_for(config, g), mask) for g in granularities}
     clip_low, clip_high = clip_ratios(config)
     values = granularity_diagnostics(log_prob.detach(), old_log_prob, advantages, segments, clip_low, clip_high)
     floats = torch.stack(list(values.values())).tolist()  # one device sync

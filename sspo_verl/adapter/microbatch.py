@@ -24,7 +24,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
 
-from sspo_verl import SUPPORTED_VERL_VERSION
+from sspo_verl.verl_version import SUPPORTED_VERL_VERSION
 from sspo_verl.adapter.entropy_reference import ENTROPY_MEAN_KEY
 from sspo_verl.patching import Patch
 
@@ -51,28 +51,31 @@ class MicroBatch:
     def __init__(self, data, model_output):
         self.data = data
         self.model_output = model_output
+        self._ids = {}
         self._segments = {}
 
-    def segments(self, key, build):
-        """Segments of this micro-batch for ``key`` (granularity and its options), built once by ``build()``.
-
-        The SSPO loss and the diagnostics share them instead of segmenting twice.
-        """
-        if key not in self._segments:
-            self._segments[key] = build()
-        return self._segments[key]
+    def segments(self, segmentation, response_mask: torch.Tensor):
+        """This micro-batch's response ids segmented by ``segmentation`` (a hashable
+        :class:`~sspo_verl.adapter.actor_config.Segmentation`), built once per value: the SSPO loss and the
+        diagnostics share them instead of segmenting twice. Shape: ``response_mask`` (B, T)."""
+        if segmentation not in self._segments:
+            ids = self.response_ids(response_mask.shape[1])
+            self._segments[segmentation] = segmentation.segments(ids, response_mask)
+        return self._segments[segmentation]
 
     def response_ids(self, response_length: int) -> torch.Tensor:
-        """Response token ids. Shape: (B, response_length), 0 beyond each response."""
+        """Response token ids (padded once per width). Shape: (B, response_length), 0 beyond each response."""
         if "responses" not in self.data.keys():
             raise KeyError(
                 f"the micro-batch has no 'responses' field, which SSPO segments on; verl {SUPPORTED_VERL_VERSION}'s "
                 f"actor update keeps it (fields present: {sorted(self.data.keys())})"
             )
-        ids = self.data["responses"]
-        if ids.is_nested:
-            ids = torch.nested.to_padded_tensor(ids, 0)
-        return _fit_width(ids, response_length, 0)
+        if response_length not in self._ids:
+            ids = self.data["responses"]
+            if ids.is_nested:
+                ids = torch.nested.to_padded_tensor(ids, 0)
+            self._ids[response_length] = _fit_width(ids, response_length, 0)
+        return self._ids[response_length]
 
     def old_entropy(self, response_length: int) -> Optional[torch.Tensor]:
         """Token entropy of the sampling policy (the ``entropy`` field verl's V1 trainer stores per response at

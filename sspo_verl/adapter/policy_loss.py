@@ -16,18 +16,11 @@ from typing import Any, Optional
 import torch
 from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 
-from sspo_verl.adapter.actor_config import (
-    boundary_table,
-    clip_ratios,
-    sspo_policy_loss,
-    tokenizer_path,
-    trust_remote_code,
-)
+from sspo_verl.adapter.actor_config import clip_ratios, segmentation_for, sspo_policy_loss
 from sspo_verl.adapter.config import SSPOPolicyLossConfig
 from sspo_verl.adapter.entropy_reference import ENTROPY_MEAN_KEY
 from sspo_verl.adapter.microbatch import current_microbatch
 from sspo_verl.core.loss import VERL_METRIC_NAMES, SSPOParams, sspo_loss_matrix, sspo_metrics
-from sspo_verl.core.segmentation import delimiters_for, segment_responses
 
 LOSS_MODE = "sspo"
 METRIC_PREFIX = "actor/sspo/"
@@ -46,18 +39,6 @@ def _sspo_config(config) -> SSPOPolicyLossConfig:
             f"{type(found).__name__}."
         )
     return policy_loss
-
-
-def resolve_tokenizer_path(config) -> str:
-    """``policy_loss.tokenizer_path``, else the actor model's own tokenizer path."""
-    path = tokenizer_path(config)
-    if path:
-        return path
-    raise ValueError(
-        "SSPO segmentation needs the tokenizer that produced the responses, and the actor config has none: set "
-        "actor_rollout_ref.model.path (the worker then uses verl's own tokenizer of the actor), or "
-        "actor_rollout_ref.actor.policy_loss.tokenizer_path."
-    )
 
 
 def sspo_params(config) -> SSPOParams:
@@ -169,21 +150,12 @@ def compute_policy_loss_sspo(
     if tuple(response_ids.shape) != (B, T):
         raise ValueError(f"response ids {tuple(response_ids.shape)} do not match the response mask {(B, T)}")
 
-    device = log_prob.device
-    table = None
-    if pl.granularity in ("subsentence", "sentence"):
-        delimiters = delimiters_for(pl.granularity, pl.delimiters)
-        table = boundary_table(resolve_tokenizer_path(config), delimiters, str(device), trust_remote_code(config))
-
-    def build():
-        return segment_responses(response_ids.to(device), response_mask.to(device), pl.granularity, table,
-                                 pl.numeric_guard)
-
-    if microbatch is not None and explicit_ids is None:  # shared with the diagnostics of this micro-batch
-        key = (pl.granularity, pl.delimiters, pl.numeric_guard) if table is not None else (pl.granularity,)
-        segments = microbatch.segments(key, build)
+    segmentation = segmentation_for(config, pl.granularity)
+    mask = response_mask.to(log_prob.device)
+    if explicit_ids is None:  # the micro-batch's own ids: segmented once, shared with its diagnostics
+        segments = microbatch.segments(segmentation, mask)
     else:
-        segments = build()
+        segments = segmentation.segments(explicit_ids, mask)
     pg_losses, stats = sspo_loss_matrix(log_prob, old_log_prob, advantages, segments, params, entropy=entropy,
                                         rollout_is_weights=rollout_is_weights, entropy_mean=entropy_mean)
     pg_loss = agg_loss(loss_mat=pg_losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode,

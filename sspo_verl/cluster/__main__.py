@@ -7,7 +7,7 @@ import os
 import sys
 
 from sspo_verl.cluster.node import config_model_paths, head_ip, model_problems, node_name, node_problems
-from sspo_verl.cluster.probe import wait_for_cluster
+from sspo_verl.ray_probe import wait_for_cluster
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,8 +55,8 @@ def head_ip(iface: str | None = None) -> str:
 def _why_no_cuda() -> str:
     """``: <why torch cannot use CUDA here>`` (the pre-flight's diagnosis: CPU-only torch, driver too old for
     torch's CUDA with the minimum named), or ``""``."""
-    from sspo_verl.preflight.cuda import cuda_problem, torch_cuda_here
-    from sspo_verl.preflight.gpu import query_gpus
+    from sspo_verl.preflight.cuda import cuda_problem
+    from sspo_verl.preflight.gpu import query_gpus, torch_cuda_here
 
     try:
         gpus = query_gpus(os.environ, 20)
@@ -158,11 +158,9 @@ def model_problems(paths: Mapping[str, str], timeout_s: float = 10) -> list[str]
 def config_model_paths(overrides: Sequence[str]) -> dict[str, str]:
     """The model and tokenizer paths of ``sspo-train <overrides>``'s config, composed here as the trainer will
     compose it (interpolations resolved in this node's environment)."""
-    from omegaconf import OmegaConf
-
-    from sspo_verl.preflight.files import MODEL_KEYS
+    from sspo_verl.preflight.context import Context
+    from sspo_verl.preflight.files import model_path_keys
     from sspo_verl.train import compose
 
     config = compose(list(overrides))
-    paths = {key: OmegaConf.select(config, key) for key in MODEL_KEYS}
-    return {key: str(path) for key, path in paths.items() if isinstance(path, str) and path}
+    return model_path_keys(Context(config=config, report=None, env=os.environ, gpu_counter=None, cluster_probe=None))

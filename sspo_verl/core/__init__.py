@@ -6,6 +6,7 @@
     clip_bounds   entropy-adaptive PPO-clip bounds (§5)
     loss          the SSPO loss matrix and its metrics (§6, §7)
     advantage     group-relative outcome advantage (§8)
+    diagnostics   token / subsentence / sequence clip statistics, the same for every algorithm (§7)
 """
 
 from sspo_verl.core.advantage import group_relative_advantage, outcome_advantage

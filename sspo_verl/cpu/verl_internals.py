@@ -1,6 +1,6 @@
 """Every verl symbol the CPU backend relies on, in one place, resolved loudly.
 
-The CPU backend targets verl 0.9.1 (``sspo_verl.SUPPORTED_VERL_VERSION``). It uses verl's extension points
+The CPU backend targets verl 0.9.1 (:data:`sspo_verl.verl_version.SUPPORTED_VERL_VERSION`). It uses verl's extension points
 where they exist (platform registry, engine registry, rollout-replica registry, verl's subclass hooks of its vLLM
 rollout) and the private names listed below where they do not. When verl moves any of them, :func:`resolve` raises :class:`VerlInternalsError` naming the symbol,
 what the CPU backend uses it for, and the installed verl version; ``tests/cpu/test_verl_internals_on_cpu.py``
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+
+from sspo_verl.verl_version import SUPPORTED_VERL_VERSION
 
 __all__ = [
     "PRIVATE_SYMBOLS",
@@ -93,6 +95,11 @@ PUBLIC_SYMBOLS: tuple[VerlSymbol, ...] = (
         "verl's shared-memory receiver the CPU weight sync uses as it is",
     ),
     VerlSymbol(
+        "verl.utils.vllm.vllm_quant_utils.is_quantized_model",
+        "sspo_verl.cpu.vllm_worker",
+        "a quantized model takes verl's own loader, not the layerwise reload",
+    ),
+    VerlSymbol(
         "verl.workers.rollout.replica.RolloutReplicaRegistry",
         "sspo_verl.cpu.vllm_rollout.register",
         "registers 'vllm' -> CPUvLLMReplica on CPU runs",
@@ -113,8 +120,9 @@ PUBLIC_SYMBOLS: tuple[VerlSymbol, ...] = (
     VerlSymbol(
         "verl.workers.rollout.replica.RolloutReplicaRegistry.register", "sspo_verl.cpu.rollout", "registers 'hf'"
     ),
-    VerlSymbol("verl.workers.rollout.replica.TokenOutput", "sspo_verl.cpu.rollout", "generate() return type"),
-    VerlSymbol("verl.utils.config.omega_conf_to_dataclass", "sspo_verl.cpu.rollout", "rollout config"),
+    VerlSymbol("verl.workers.rollout.replica.TokenOutput", "sspo_verl.cpu.hf_server", "generate() return type"),
+    VerlSymbol("verl.utils.config.omega_conf_to_dataclass", "sspo_verl.cpu.hf_server", "rollout config"),
+    VerlSymbol("verl.utils.normalize_token_ids", "sspo_verl.cpu.hf_server", "prompt ids as verl's servers read them"),
     VerlSymbol(
         "verl.trainer.ppo.v1.replay_buffer.ReplayBuffer",
         "sspo_verl.cpu.replay_buffer",
@@ -165,8 +173,6 @@ def _split(path: str):
 
 
 def _error(sym: VerlSymbol, detail: str) -> VerlInternalsError:
-    from sspo_verl import SUPPORTED_VERL_VERSION
-
     return VerlInternalsError(
         f"sspo_verl's CPU backend relies on verl symbol {sym.path} ({sym.used_by}: {sym.why}), but {detail} in the "
         f"installed verl {_verl_version()}. sspo-verl supports verl {SUPPORTED_VERL_VERSION}: install it "
@@ -177,7 +183,7 @@ def _error(sym: VerlSymbol, detail: str) -> VerlInternalsError:
 def resolve(path: str):
     """Return the object at the dotted verl ``path`` (which must be listed above), or raise naming it."""
     sym = _symbol(path)
-    if sym.path.startswith("verl.workers.rollout.vllm_rollout."):
+    if sym.path.startswith(("verl.workers.rollout.vllm_rollout.", "verl.utils.vllm.")):
         from sspo_verl.cpu import vllm_distribution
 
         vllm_distribution.install()  # the package refuses to import without a 'vllm' distribution

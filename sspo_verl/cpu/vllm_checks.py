@@ -212,9 +212,11 @@ def config_problems(config, ranks_per_node: int, env: Optional[dict] = None) -> 
         problems.append(f"{_ROLLOUT}.quantization={quant!r} / qat: not supported by the vLLM-CPU weight sync; "
                         f"set {_ROLLOUT}.quantization=null.")
     backend = _get(config, f"{_ROLLOUT}.checkpoint_engine.backend", "naive")
-    if backend != "naive":
+    if backend not in ("naive", "gloo"):
         problems.append(f"{_ROLLOUT}.checkpoint_engine.backend={backend!r}: the CPU backend syncs weights through "
-                        f"verl's colocated path; set {_ROLLOUT}.checkpoint_engine.backend=naive.")
+                        "verl's colocated path (naive) or, for mode=separate_async, sspo-verl's gloo engine "
+                        f"(sspo_verl/cpu/checkpoint_engine.py); set {_ROLLOUT}.checkpoint_engine.backend=naive, or "
+                        "gloo with mode=separate_async.")
     problems += _head_size_problems(config)
     problems += _shm_problems(config, ranks_per_node)
     return problems

@@ -35,7 +35,8 @@ and are read at ``main``: the prepared file's source label records the commit th
 
 Eval sources share one generic mapping (keys lower-cased, question from ``problem``/``question``, answer
 from ``answer``/``final_answer``, else the last ``\\boxed{}`` of ``solution``), so the common mirrors of each
-benchmark work without code changes.
+benchmark work without code changes. :data:`DISPLAY` is each evaluation set's column title (the tiny task's
+``tiny_eval`` too) in the tables of ``sspo-eval``, its sweeps and ``sspo-report``.
 """
 
 from __future__ import annotations
@@ -43,10 +44,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from sspo_verl.data.tiny_task import EVAL_SPLIT
 from sspo_verl.reward.answer_extraction import last_boxed_answer
 
 EVAL_BENCHMARKS = ("aime24", "amc23", "math500", "minerva_math", "olympiadbench")  # the paper's five
 EXTRA_EVAL = ("aime25",)  # post-cutoff check, reported beside the five, not in their average
+# The column title of each evaluation set in sspo-eval's, the sweep's and the report's tables.
+DISPLAY = {
+    "aime24": "AIME24",
+    "amc23": "AMC23",
+    "math500": "MATH-500",
+    "minerva_math": "Minerva",
+    "olympiadbench": "OlympiadBench",
+    "aime25": "AIME25",
+    EVAL_SPLIT: "tiny_eval",
+}
 TRAIN_SETS = ("math_l35", "dapo_math_17k", "gsm8k")
 
 # DAPO-Math-17k wraps each question in this instruction (its "Answer:" format, not \boxed).

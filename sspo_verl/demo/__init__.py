@@ -5,8 +5,8 @@
 
 Modules:
     tiny_model   build_tiny_model(out_dir, seed): random-weight Qwen2 + byte-level BPE tokenizer, no download
-    task         the synthetic task (verl parquet rows with subsentence answers) and its reward compute_score
-    assets       build_assets(tiny_dir, seed): model + data on disk, as ``model=tiny`` reads them
+    assets       build_assets(tiny_dir, seed): model + the tiny task's data (sspo_verl.data.tiny_task) on disk,
+                 as ``model=tiny`` reads them
     job          run_job(...): one sspo-train run in a subprocess, bounded in time, watched step by step
     report       jobs_markdown(...): the runs as jobs (times, memory, failures); figures and metric tables
                  come from sspo_verl.report.write_report, as for sspo-report

@@ -36,9 +36,10 @@ import sys
 import time
 
 from sspo_verl.demo.assets import DEFAULT_TINY_DIR, build_assets
-from sspo_verl.demo.task import EVAL_SPLIT
+from sspo_verl.data.tiny_task import EVAL_SPLIT
 from sspo_verl.demo.job import run_job
 from sspo_verl.demo.report import jobs_markdown
+from sspo_verl.rundir import CHECKPOINTS_DIR, METRICS_FILE
 
 ALGORITHMS = ("grpo", "gspo", "sspo")
 PROJECT = "demo"
@@ -85,7 +86,7 @@ def evaluate_runs(demo_dir: str, data_dir: str, algorithms, steps: int, max_new_
     for algorithm in algorithms:
         out = os.path.join(demo_dir, "eval", algorithm)
         shutil.rmtree(out, ignore_errors=True)
-        checkpoint = os.path.join(demo_dir, algorithm, "checkpoints", f"global_step_{steps}")
+        checkpoint = os.path.join(demo_dir, algorithm, CHECKPOINTS_DIR, f"global_step_{steps}")
         results.append(run_eval(checkpoint, data_dir, out, (EVAL_SPLIT,), DecodingConfig(max_new_tokens=max_new_tokens),
                                 backend="hf", hf_batch_size=64, argv=["sspo_verl.demo", "evaluate_runs"]))
     table = markdown_table(results)
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
             "wall_s": result.wall_s,
             "startup_s": result.startup_s,
             "peak_rss_gb": result.peak_rss_gb,
-            "metrics": os.path.relpath(os.path.join(result.run_dir, "metrics.jsonl"), demo_dir),
+            "metrics": os.path.relpath(os.path.join(result.run_dir, METRICS_FILE), demo_dir),
         }
         if result.ok:
             _print(f"{label} done: {len(result.records)} steps in {result.wall_s:.0f} s")

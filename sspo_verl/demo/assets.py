@@ -3,7 +3,7 @@
 Layout of ``tiny_dir`` (what ``model=tiny`` reads through ``SSPO_TINY_DIR``)::
 
     model/              tokenizer + random-weight Qwen2 (sspo_verl.demo.tiny_model.build_tiny_model)
-    data/train.parquet  sspo_verl.demo.task.write_dataset
+    data/train.parquet  sspo_verl.data.tiny_task.write_dataset
     data/val.parquet
     data/tiny_eval.parquet  the held-out evaluation split (``sspo-eval --benchmarks tiny_eval --data-dir data``)
     BUILD.json          what was built (seed, sizes); a rebuild happens only when it differs
@@ -29,7 +29,7 @@ def build_assets(
     Deterministic: the same arguments give the same files. Existing files are reused only when ``BUILD.json``
     records the same arguments and every file is present; otherwise the directory's model and data are rebuilt.
     """
-    from sspo_verl.demo.task import EVAL_SPLIT, write_dataset
+    from sspo_verl.data.tiny_task import EVAL_SPLIT, write_dataset
     from sspo_verl.demo.tiny_model import build_tiny_model
 
     tiny_dir = os.path.abspath(tiny_dir)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from sspo_verl.cpu import shm
+from sspo_verl.rundir import METRICS_FILE
 
 __all__ = ["JobResult", "read_metrics", "run_job", "sspo_train_command"]
 
@@ -233,7 +234,7 @@ def run_job(
 
     os.makedirs(run_dir, exist_ok=True)
     tag = f"{name}-{uuid.uuid4().hex[:12]}"
-    metrics_path = os.path.join(run_dir, "metrics.jsonl")
+    metrics_path = os.path.join(run_dir, METRICS_FILE)
     earlier_log = _file_id(metrics_path)  # an earlier attempt's log: kept, not followed (module docstring)
     console_log = os.path.join(run_dir, "console.log")
     full_env = {**os.environ, **(env or {}), _TAG: tag}

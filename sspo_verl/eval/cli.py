@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from sspo_verl.data.readers import DataError
-from sspo_verl.eval.benchmarks import ALL_BENCHMARKS, MATH_BENCHMARKS
+from sspo_verl.eval.benchmarks import ALL_BENCHMARKS, MATH_BENCHMARKS, parse_benchmarks
 from sspo_verl.eval.decoding import DecodingConfig
 from sspo_verl.eval.generation import BACKENDS, BackendUnavailableError, VLLMOptions
 from sspo_verl.eval.model_source import ModelSourceError
@@ -44,14 +44,6 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _benchmarks(text: str) -> tuple[str, ...]:
-    names = tuple(x.strip() for x in text.split(",") if x.strip())
-    unknown = [n for n in names if n not in ALL_BENCHMARKS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown benchmarks {unknown}; choose from {','.join(ALL_BENCHMARKS)}")
-    return names
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sspo-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", required=True, help="HF model dir, or verl checkpoint (root, global_step_N, .../actor)")
     run.add_argument("--data-dir", required=True, help="directory with <benchmark>.parquet from sspo-data")
     run.add_argument("--out-dir", required=True)
-    run.add_argument("--benchmarks", type=_benchmarks, default=DEFAULT_BENCHMARKS,
+    run.add_argument("--benchmarks", type=parse_benchmarks, default=DEFAULT_BENCHMARKS,
                      help=f"comma-separated from {','.join(ALL_BENCHMARKS)} (default {','.join(DEFAULT_BENCHMARKS)})")
     run.add_argument("--backend", choices=BACKENDS, default="auto",
                      help="auto: vLLM where it can run (a GPU, or the CPU build of vLLM), else HF generate")

@@ -106,7 +106,7 @@ def _cpu_rollout_settings() -> dict:
 
     import yaml
 
-    from sspo_verl.train import config_dir
+    from sspo_verl.config_files import config_dir
 
     path = os.path.join(config_dir(), "hardware", "cpu.yaml")
     with open(path, encoding="utf-8") as fh:

@@ -84,7 +84,8 @@ def training_run(checkpoint: str | os.PathLike | None, step: int | None) -> dict
     (a ``global_step_N`` directory): the first of its parent and grandparent holding ``resolved_config.yaml``,
     with the algorithm and seed ``sspo-report`` derives. Every value None for a plain HF model (no checkpoint);
     only ``step`` and ``checkpoint`` when no run directory is found (a checkpoint copied out of its run)."""
-    from sspo_verl.report.runs import CONFIG_FILE, _identity, _read_config
+    from sspo_verl.report.runs import _identity, _read_config
+    from sspo_verl.rundir import RECORD
 
     run = dict.fromkeys(RUN_KEYS)
     if checkpoint is None:
@@ -92,7 +93,7 @@ def training_run(checkpoint: str | os.PathLike | None, step: int | None) -> dict
     checkpoint = Path(checkpoint).resolve()
     run.update(step=step, checkpoint=str(checkpoint))
     for run_dir in (checkpoint.parent, checkpoint.parent.parent):
-        if (run_dir / CONFIG_FILE).is_file():
+        if (run_dir / RECORD).is_file():
             algorithm, seed, _ = _identity(run_dir.name, _read_config(str(run_dir)))
             run.update(name=run_dir.name, algorithm=algorithm, seed=seed, run_dir=str(run_dir))
             break

@@ -21,8 +21,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sspo_verl.data.sources import EVAL_BENCHMARKS
-from sspo_verl.eval.benchmarks import DISPLAY, MATH_BENCHMARKS, TASK_BENCHMARKS
+from sspo_verl.data.sources import DISPLAY, EVAL_BENCHMARKS
+from sspo_verl.eval.benchmarks import MATH_BENCHMARKS, TASK_BENCHMARKS
 from sspo_verl.eval.decoding import DecodingConfig
 from sspo_verl.eval.generation import describe_engine
 from sspo_verl.eval.pass_at_k import avg_at_n, mean_pass_at_k

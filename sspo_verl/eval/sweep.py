@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from sspo_verl.data.readers import DataError
-from sspo_verl.data.sources import EVAL_BENCHMARKS
+from sspo_verl.data.sources import DISPLAY, EVAL_BENCHMARKS
+from sspo_verl.eval.benchmarks import parse_benchmarks
 from sspo_verl.eval.decoding import DecodingConfig
-from sspo_verl.eval.results import DISPLAY, read_samples
+from sspo_verl.eval.results import read_samples
 from sspo_verl.eval.stats import paired_difference, seed_interval
+from sspo_verl.rundir import CHECKPOINTS_DIR, RECORD
 
 MANIFEST = "manifest.tsv"
 MANIFEST_COLUMNS = ["index", "run_name", "run_dir", "algo", "seed", "overrides"]
@@ -115,7 +117,7 @@ def training_state(run: Run) -> tuple[str, str]:
 
 def checkpoint_steps(run: Run) -> list[int]:
     """The steps of the run's saved checkpoints (``checkpoints/global_step_<N>/actor``), ascending."""
-    root = run.run_dir / "checkpoints"
+    root = run.run_dir / CHECKPOINTS_DIR
     steps = []
     for path in root.glob("global_step_*"):
         suffix = path.name.split("_")[-1]
@@ -126,7 +128,7 @@ def checkpoint_steps(run: Run) -> list[int]:
 
 def latest_step(run: Run) -> Optional[int]:
     """The step verl's tracker names (``latest_checkpointed_iteration.txt``: written after a save completes)."""
-    tracker = run.run_dir / "checkpoints" / "latest_checkpointed_iteration.txt"
+    tracker = run.run_dir / CHECKPOINTS_DIR / "latest_checkpointed_iteration.txt"
     try:
         text = tracker.read_text().strip()
     except OSError:
@@ -227,7 +229,7 @@ def _check_record(run: Run) -> None:
     names the same algorithm and seed (a directory copied or reused from another sweep would mix runs)."""
     import yaml
 
-    path = run.run_dir / "resolved_config.yaml"
+    path = run.run_dir / RECORD
     if not path.is_file():
         return
     try:
@@ -307,7 +309,7 @@ def evaluate(
         raise SweepError(f"--data-dir {data_dir}: no {', '.join(b + '.parquet' for b in missing)}")
     errors = []
     for item in todo:
-        model = item.run.run_dir / "checkpoints" / f"global_step_{item.step}"
+        model = item.run.run_dir / CHECKPOINTS_DIR / f"global_step_{item.step}"
         print(f"sspo-eval sweep: evaluating {item.run.name} at global_step_{item.step} -> {item.out_dir}", flush=True)
         try:
             item.results = run_eval(
@@ -587,11 +589,9 @@ def _check_eval_args(text: str) -> list[str]:
 
 
 def spec_from_args(args) -> EvalSpec:
-    from sspo_verl.eval.cli import _benchmarks
-
     decoding = DecodingConfig(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, n=args.n,
                               max_new_tokens=args.max_new_tokens, seed=args.seed)
-    return EvalSpec(_benchmarks(args.benchmarks), decoding, args.limit, parse_steps(args.step))
+    return EvalSpec(parse_benchmarks(args.benchmarks), decoding, args.limit, parse_steps(args.step))
 
 
 def main(args) -> int:

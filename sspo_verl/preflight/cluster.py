@@ -1,20 +1,18 @@
 """Cluster check: ``trainer.nnodes × trainer.n_gpus_per_node`` against what there is — a Ray cluster given by
-address (queried from a subprocess with a timeout; this process never connects), a Slurm allocation, or the GPUs
-visible on this machine — so that verl never waits for GPUs that will not come."""
+address (read by :func:`sspo_verl.ray_probe.probe_ray_cluster` in a subprocess with a timeout; this process never
+connects), a Slurm allocation, or the GPUs visible on this machine — so that verl never waits for GPUs that will
+not come."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Mapping
 from typing import Optional
 
 from sspo_verl.preflight.context import Context
 from sspo_verl.preflight.gpu import query_gpus
 
-__all__ = ["check_cluster", "count_visible_gpus", "probe_ray_cluster"]
+__all__ = ["check_cluster", "count_visible_gpus"]
 
 _SLURM_NODES_VARS = ("SLURM_JOB_NUM_NODES", "SLURM_NNODES")
 
@@ -48,39 +46,6 @@ def _slurm_gpus_per_node(env: Mapping[str, str]) -> Optional[int]:
         if env.get(key, "").strip():
             return len([g for g in env[key].split(",") if g.strip()])
     return None
-
-
-_PROBE_CODE = """
-import json, sys, ray
-ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
-try:
-    print("SSPO_RAY_NODES=" + json.dumps([n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")]))
-finally:
-    ray.shutdown()
-"""
-
-
-def probe_ray_cluster(address: str, timeout_s: float) -> list[float]:
-    """GPUs of each alive node of the Ray cluster at ``address``, read by connecting from a subprocess (bounded by
-    ``timeout_s``); this process never connects, so verl's own ``ray.init`` later is unaffected.
-
-    Raises:
-        RuntimeError: the cluster did not answer in time or the connection failed.
-    """
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", _PROBE_CODE, address], capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(
-            f"no answer from the Ray cluster at {address!r} within {timeout_s:g} s (the ray.init(address=...) "
-            "probe, bounded by preflight.cluster_timeout_s)"
-        ) from exc
-    for line in out.stdout.splitlines():
-        if line.startswith("SSPO_RAY_NODES="):
-            return [float(g) for g in json.loads(line.split("=", 1)[1])]
-    tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
-    raise RuntimeError(f"could not connect to the Ray cluster at {address!r}: {' | '.join(tail) or 'no output'}")
 
 
 def _ray_address(ctx: Context) -> Optional[str]:

@@ -3,27 +3,13 @@ refused before Ray starts, naming torch's CUDA, the node's driver and the minimu
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import subprocess
-import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Optional
+from collections.abc import Sequence
+from typing import Optional
 
-from sspo_verl.preflight.gpu import GpuInfo
+from sspo_verl.preflight.context import Context
+from sspo_verl.preflight.gpu import GpuInfo, TorchCuda
 
-if TYPE_CHECKING:
-    from sspo_verl.preflight.context import Context
-
-__all__ = [
-    "MIN_DRIVER",
-    "TorchCuda",
-    "check_cuda",
-    "cuda_problem",
-    "min_driver",
-    "probe_torch_cuda",
-    "torch_cuda_here",
-]
+__all__ = ["MIN_DRIVER", "check_cuda", "cuda_problem", "min_driver"]
 
 # The oldest Linux driver each CUDA major runs on under minor-version compatibility, which is what pip's torch
 # wheels rely on (they carry their own CUDA runtime, so the driver only has to reach the floor of that runtime's
@@ -32,73 +18,6 @@ __all__ = [
 # 13.x >= 580, 12.x >= 525 (525.60.13, the driver of CUDA 12.0 GA in the toolkit release notes), 11.x >= 450.80.02
 # (the note under the same table).
 MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580"}
-
-_RESULT = "SSPO_TORCH_CUDA "
-# What torch says about CUDA; nothing here touches CUDA before torch.cuda.init(), whose error is the one to report.
-# Run in a fresh subprocess (PROBE_CODE) by the pre-flight, in-process by the Slurm node check (torch_cuda_here).
-_REPORT_FN = """
-def _torch_cuda_report():
-    r = {"torch": None, "cuda": None, "available": False, "device_count": 0, "error": None}
-    try:
-        import torch
-        r["torch"], r["cuda"] = torch.__version__, torch.version.cuda
-        try:
-            torch.cuda.init()
-        except Exception as e:
-            r["error"] = f"{type(e).__name__}: {e}"
-        r["available"], r["device_count"] = torch.cuda.is_available(), torch.cuda.device_count()
-    except Exception as e:
-        r["error"] = f"{type(e).__name__}: {e}"
-    return r
-"""
-PROBE_CODE = f"import json\n{_REPORT_FN}\nprint({_RESULT!r} + json.dumps(_torch_cuda_report()), flush=True)\n"
-
-
-@dataclasses.dataclass(frozen=True)
-class TorchCuda:
-    """What torch says about CUDA in a fresh process. ``torch`` is None when torch does not import; ``cuda`` is
-    ``torch.version.cuda`` (None for a CPU-only build); ``error`` is the first exception (import or
-    ``torch.cuda.init()``)."""
-
-    torch: Optional[str]
-    cuda: Optional[str]
-    available: bool
-    device_count: int
-    error: Optional[str]
-
-
-def probe_torch_cuda(env: Mapping[str, str], timeout_s: float, command: Optional[Sequence[str]] = None) -> TorchCuda:
-    """Import torch in a fresh subprocess (this process never initialises CUDA) and report on CUDA.
-
-    Args:
-        env: the subprocess's environment (``CUDA_VISIBLE_DEVICES`` applies).
-        timeout_s: bound on the subprocess.
-        command: the command to run (default: this Python with :data:`PROBE_CODE`); it must print one
-            ``SSPO_TORCH_CUDA {json}`` line. Tests pass another command.
-
-    Raises:
-        RuntimeError: no answer within ``timeout_s``, or no result line (the message names the command).
-    """
-    argv = list(command) if command else [sys.executable, "-c", PROBE_CODE]
-    shown = " ".join(argv[:2]) + (" <probe>" if not command else " ".join(argv[2:]))
-    try:
-        out = subprocess.run(argv, env=dict(env), capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"`{shown}` (import torch; torch.cuda.init()) did not finish within {timeout_s:g} s") from exc
-    except OSError as exc:
-        raise RuntimeError(f"`{shown}` could not start: {exc}") from exc
-    for line in out.stdout.splitlines():
-        if line.startswith(_RESULT):
-            return TorchCuda(**json.loads(line[len(_RESULT):]))
-    tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
-    raise RuntimeError(f"`{shown}` exited with status {out.returncode} and no result: {' | '.join(tail) or 'no output'}")
-
-
-def torch_cuda_here() -> TorchCuda:
-    """What torch in this process says about CUDA (the same code as the subprocess probe)."""
-    namespace: dict = {}
-    exec(_REPORT_FN, namespace)  # noqa: S102 - our own constant
-    return TorchCuda(**namespace["_torch_cuda_report"]())
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -151,7 +70,8 @@ def cuda_problem(torch_cuda: TorchCuda, gpus: Optional[Sequence[GpuInfo]], cuda_
     and the Slurm node check (every node).
 
     Args:
-        torch_cuda: what torch says (:func:`probe_torch_cuda`, or :func:`torch_cuda_here`).
+        torch_cuda: what torch says (:func:`~sspo_verl.preflight.gpu.probe_torch_cuda`, or
+            :func:`~sspo_verl.preflight.gpu.torch_cuda_here`).
         gpus: the node's inventory (:func:`sspo_verl.preflight.gpu.query_gpus`; None: unknown).
         cuda_visible_devices: the process's ``CUDA_VISIBLE_DEVICES``, for the message.
     """

@@ -7,15 +7,14 @@ Public API:
     group_runs(runs)                   {group label: runs}, splitting an algorithm by differing configs
     expand_run_dirs(paths)             run directories from run / sweep / project directories
     read_run_metrics(run_dir, source)  {step: {metric: value}} from JSONL parts or TensorBoard
-    prepare_attempt(metrics_path, resumes, tensorboard_dir)   keep earlier attempts' logs (sspo-train calls it)
 
-Modules: ``parts`` (metric log parts of resumed runs), ``logs`` (reading), ``runs`` (identity, grouping),
+The run directory's layout (metric log parts, the config record) is :mod:`sspo_verl.rundir`'s.
+Modules: ``logs`` (reading), ``runs`` (identity, grouping),
 ``aggregate`` (statistics over seeds), ``catalogue`` (which metrics, which figure/table), ``plots``, ``tables``,
 ``report`` (:func:`write_report`), ``cli``.
 """
 
 from sspo_verl.report.logs import MetricsNotFoundError, read_run_metrics
-from sspo_verl.report.parts import prepare_attempt
 from sspo_verl.report.report import Report, expand_run_dirs, write_report
 from sspo_verl.report.runs import Run, group_runs, load_run, run_from_records
 
@@ -26,7 +25,6 @@ __all__ = [
     "expand_run_dirs",
     "group_runs",
     "load_run",
-    "prepare_attempt",
     "read_run_metrics",
     "run_from_records",
     "write_report",

@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Sequence
 
+from sspo_verl.data.sources import DISPLAY
 from sspo_verl.report.plots import _pyplot, group_colors
 
 __all__ = ["find_summaries", "evaluation_markdown", "plot_evaluation", "plot_evaluation_steps"]
@@ -43,8 +44,6 @@ def _setting(group: dict) -> str:
 
 
 def _column_title(column: str) -> str:
-    from sspo_verl.eval.results import DISPLAY
-
     return DISPLAY.get(column, column)
 
 

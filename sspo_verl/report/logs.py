@@ -4,7 +4,7 @@ verl 0.9.1's loggers (``verl/utils/tracking.py``):
 
 * ``file``: ``VERL_FILE_LOGGER_PATH`` (``sspo-train``: ``<run dir>/metrics.jsonl``), one line per ``log`` call,
   ``{"step": <int>, "data": {<metric>: <value>, ...}}``; the file is truncated when a run resumes, so
-  ``sspo-train`` keeps earlier attempts as ``metrics.<n>.jsonl`` (:mod:`sspo_verl.report.parts`);
+  ``sspo-train`` keeps earlier attempts as ``metrics.<n>.jsonl`` (:mod:`sspo_verl.rundir`);
 * ``tensorboard``: ``TENSORBOARD_DIR`` (``sspo-train``: ``<run dir>/tensorboard``), one scalar per metric and
   step (float32), a new event file per attempt.
 
@@ -30,10 +30,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Optional
 
-from sspo_verl.report.parts import metric_log_parts
+from sspo_verl.rundir import METRICS_FILE, TENSORBOARD_DIR, metric_log_parts
 
 __all__ = [
-    "METRICS_FILE",
     "MetricsNotFoundError",
     "find_sources",
     "merge_records",
@@ -42,10 +41,8 @@ __all__ = [
     "read_tensorboard",
 ]
 
-METRICS_FILE = "metrics.jsonl"
 SOURCES = ("auto", "jsonl", "tensorboard")
 _EVENT_FILE = re.compile(r"^events\.out\.tfevents\.(\d+(?:\.\d+)?)\.")
-TENSORBOARD_DIR = "tensorboard"  # sspo-train's TENSORBOARD_DIR inside the run directory
 
 
 class MetricsNotFoundError(FileNotFoundError):

@@ -8,10 +8,10 @@ Identity of a run directory:
 3. else the directory name is the algorithm and the seed is unknown (a note says so).
 
 Grouping: runs with the same algorithm form one group, whose members are its seeds — unless their resolved
-configs differ in something other than seeds and bookkeeping (``trainer.*``, ``ray_kwargs.*``, values that
-are the run's name or a path naming it): then each distinct setting is its own group, labelled with the
-differing values, e.g. ``sspo (clip_ratio_high=0.4)``. So an ablation sweep is reported per grid point, never
-averaged across it.
+configs differ in something other than seeds and bookkeeping (the keys a rerun may change,
+:func:`sspo_verl.rundir.changes_training`; values that are the run's name or a path naming it): then each
+distinct setting is its own group, labelled with the differing values, e.g. ``sspo (clip_ratio_high=0.4)``. So
+an ablation sweep is reported per grid point, never averaged across it.
 Two runs with the same label and seed are refused (the same run passed twice, or a rerun in another place).
 """
 
@@ -24,15 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from sspo_verl.report.logs import merge_records, read_run_metrics
+from sspo_verl.rundir import RECORD, changes_training, read_record
 
-__all__ = ["CONFIG_FILE", "Run", "group_runs", "load_run", "run_from_records"]
+__all__ = ["Run", "group_runs", "load_run", "run_from_records"]
 
-CONFIG_FILE = "resolved_config.yaml"
 ALGORITHM_ORDER = ("grpo", "gspo", "gspo_wide", "sspo")  # plotting order and colours; others follow by name
 _NAME = re.compile(r"^(?P<algorithm>[A-Za-z0-9_.]+)-(?P<model>.+)-seed(?P<seed>\d+)$")
-# Config keys that do not make two runs different settings: bookkeeping, cluster layout, logging, seeds.
-_IGNORED_PREFIXES = ("trainer.", "ray_kwargs.", "preflight.", "hydra.", "transfer_queue.", "global_profiler.")
-_IGNORED_KEYS = {"dry_run", "output_dir"}
 
 
 @dataclass
@@ -102,17 +99,6 @@ class Run:
         return prompts / mini_batch, epochs
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    if isinstance(node, list):
-        return {prefix[:-1]: tuple(_hashable(v) for v in node)}
-    return {prefix[:-1]: node}
-
-
 def _hashable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
@@ -122,19 +108,9 @@ def _hashable(value: Any) -> Any:
 
 
 def _read_config(run_dir: str) -> Optional[dict[str, Any]]:
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if not os.path.isfile(path):
-        return None
-    import yaml
-
-    with open(path, encoding="utf-8") as fh:
-        try:
-            loaded = yaml.safe_load(fh)
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not readable YAML ({e}); fix or remove it") from e
-    if not isinstance(loaded, Mapping):
-        raise ValueError(f"{path}: expected a mapping (sspo-train's resolved config), got {type(loaded).__name__}")
-    return _flatten(loaded)
+    """The run's record (:func:`sspo_verl.rundir.read_record`) with lists as tuples, to compare and group by."""
+    record = read_record(run_dir)
+    return None if record is None else {key: _hashable(value) for key, value in record.items()}
 
 
 def _identity(name: str, config: Optional[dict[str, Any]]) -> tuple[str, Optional[int], str]:
@@ -142,7 +118,7 @@ def _identity(name: str, config: Optional[dict[str, Any]]) -> tuple[str, Optiona
     match = _NAME.match(name)
     if config is not None and config.get("algorithm_preset.name"):
         seed = config.get("seed")
-        return str(config["algorithm_preset.name"]), (int(seed) if seed is not None else None), CONFIG_FILE
+        return str(config["algorithm_preset.name"]), (int(seed) if seed is not None else None), RECORD
     if match:
         return match.group("algorithm"), int(match.group("seed")), "directory name"
     return name, None, "unknown"
@@ -158,7 +134,7 @@ def load_run(run_dir: str, source: str = "auto") -> Run:
     notes = []
     if how == "unknown":
         notes.append(
-            f"{name}: no {CONFIG_FILE} and the name is not <algorithm>-<model>-seed<seed>; treated as algorithm "
+            f"{name}: no {RECORD} and the name is not <algorithm>-<model>-seed<seed>; treated as algorithm "
             f"{name!r} with an unknown seed"
         )
     return Run(name=name, algorithm=algorithm, seed=seed, steps=steps, run_dir=run_dir, source=used, files=files,
@@ -174,7 +150,7 @@ def run_from_records(name: str, algorithm: str, seed: Optional[int], records: It
 
 
 def _ignored(key: str, run: Run) -> bool:
-    if key in _IGNORED_KEYS or key.startswith(_IGNORED_PREFIXES) or "seed" in key.rsplit(".", 1)[-1]:
+    if not changes_training(key) or "seed" in key.rsplit(".", 1)[-1]:
         return True
     config = run.config or {}
     value = config.get(key)

@@ -65,3 +65,34 @@ def test_min_max_metrics_get_min_max_aggregation():
     assert out["actor/pg_clipfrac"].aggregation == AggregationType.MEAN
     assert out["actor/sspo/ratio_max"].values == [1.0]
     assert out["actor/any_loss/ratio_max"].aggregation == AggregationType.MAX  # by name, as verl's reduce_metrics
+
+
+def test_segments_are_kept_per_segmentation_and_equal_a_fresh_build(tiny_model_dir):
+    """The loss and the diagnostics share a micro-batch's segments exactly when they segment alike: the key is the
+    Segmentation that builds them, so equal configs share one build and any differing option builds its own."""
+    from transformers import AutoTokenizer
+    from verl.workers.config import ActorConfig
+
+    from sspo_verl import SSPOPolicyLossConfig
+    from sspo_verl.adapter.actor_config import segmentation_for
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = torch.tensor([tok.encode("Pi is 3.14, so; 1,000 ok.\nyes")])
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    batch = mb.MicroBatch(TensorDict({"responses": ids}, batch_size=[1]), {})
+
+    def config(**fields):
+        return ActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size_per_gpu=1,
+                           policy_loss=SSPOPolicyLossConfig(tokenizer_path=tiny_model_dir, **fields))
+
+    same = [segmentation_for(config(), "subsentence"), segmentation_for(config(), "subsentence")]
+    assert same[0] == same[1] and batch.segments(same[0], mask) is batch.segments(same[1], mask)
+    variants = [same[0], segmentation_for(config(numeric_guard=False), "subsentence"),
+                segmentation_for(config(delimiters=";"), "subsentence"), segmentation_for(config(), "sentence"),
+                segmentation_for(config(), "token"), segmentation_for(config(), "sequence")]
+    built = [batch.segments(s, mask) for s in variants]
+    assert len(set(variants)) == len(variants) == len(batch._segments)
+    for s, seg in zip(variants, built):
+        assert torch.equal(seg.flat, s.segments(ids, mask).flat)
+    counts = [int(seg.num_segments[0]) for seg in built]
+    assert counts[1] > counts[0] > counts[2] and counts[4] == ids.shape[1] and counts[5] == 1  # guard, delimiters

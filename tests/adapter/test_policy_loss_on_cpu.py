@@ -5,7 +5,7 @@ import os
 
 import pytest
 import torch
-from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn
+from verl.trainer.ppo.core_algos import get_policy_loss_fn
 from verl.workers.config import ActorConfig, PolicyLossConfig
 
 from sspo_verl import SSPOPolicyLossConfig

@@ -84,7 +84,7 @@ def test_real_ppo_loss_update_moves_log_probs_with_the_advantage(tiny_model_dir,
                                                                  monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import sspo_verl.adapter.policy_loss as pl_mod
+    import sspo_verl.adapter.actor_config as segmenting
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -110,13 +110,13 @@ def test_real_ppo_loss_update_moves_log_probs_with_the_advantage(tiny_model_dir,
                          policy_loss=SSPOPolicyLossConfig(tokenizer_path=tiny_model_dir, granularity=granularity,
                                                           entropy_source=entropy_source))
     seen = {}
-    real_segment = pl_mod.segment_responses
+    real_segment = segmenting.segment_responses
 
     def spy(ids, mask, *args, **kwargs):
         seen["ids"] = ids
         return real_segment(ids, mask, *args, **kwargs)
 
-    monkeypatch.setattr(pl_mod, "segment_responses", spy)
+    monkeypatch.setattr(segmenting, "segment_responses", spy)
 
     opt = torch.optim.SGD(model.parameters(), lr=0.2)  # 0.5 overshoots on the 2x32-head tiny model
     for _ in range(3):
@@ -179,8 +179,7 @@ def _prepared_microbatch(tiny_model_dir, seed=0):
 def test_every_loss_mode_logs_the_same_granularity_diagnostics(tiny_model_dir, loss_mode, monkeypatch):
     from verl.workers.config import PolicyLossConfig
 
-    import sspo_verl.adapter.diagnostics as diag_mod
-    import sspo_verl.adapter.policy_loss as pl_mod
+    import sspo_verl.adapter.actor_config as segmenting
 
     model, td = _prepared_microbatch(tiny_model_dir)
     policy_loss = (SSPOPolicyLossConfig(tokenizer_path=tiny_model_dir, entropy_clip=False) if loss_mode == "sspo"
@@ -189,10 +188,9 @@ def test_every_loss_mode_logs_the_same_granularity_diagnostics(tiny_model_dir, l
                          clip_ratio_high=0.28, loss_agg_mode="seq-mean-token-mean", policy_loss=policy_loss,
                          model_config={"path": tiny_model_dir})
     calls = []
-    for mod in (pl_mod, diag_mod):
-        real = mod.segment_responses
-        monkeypatch.setattr(mod, "segment_responses",
-                            lambda *a, _real=real, **k: calls.append(a[2] if len(a) > 2 else "?") or _real(*a, **k))
+    real = segmenting.segment_responses  # the one place the loss and the diagnostics segment
+    monkeypatch.setattr(segmenting, "segment_responses",
+                        lambda *a, **k: calls.append(a[2] if len(a) > 2 else "?") or real(*a, **k))
     _, metrics = losses.ppo_loss(config, nested_log_probs(model, td), td)
     values = {k: v.aggregate() for k, v in metrics.items() if k.startswith("actor/diag/")}
     for g in ("token", "subsentence", "sequence"):

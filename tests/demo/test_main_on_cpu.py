@@ -23,7 +23,7 @@ def test_demo_overrides_compose_for_every_algorithm(algorithm, rollout, tmp_path
     assert cfg.trainer.resume_mode == "disable" and cfg.trainer.save_freq == 30
     assert cfg.trainer.experiment_name == algorithm and cfg.trainer.project_name == "demo"
     assert cfg.actor_rollout_ref.rollout.name == rollout and cfg.trainer.device == "cpu"
-    assert cfg.reward.custom_reward_function.path == "pkg://sspo_verl.demo.task"
+    assert cfg.reward.custom_reward_function.path == "pkg://sspo_verl.data.tiny_task"
     # 8 prompts / 4 mini-batches = 2 prompts x 8 responses = 16 per update: the micro-batch (16) divides it
     assert cfg.actor_rollout_ref.actor.ppo_mini_batch_size * cfg.actor_rollout_ref.rollout.n == 16
 
@@ -36,7 +36,7 @@ def test_evaluation_tables_the_final_checkpoints(tmp_path, tiny_model_dir):
     import yaml
 
     from sspo_verl.demo.__main__ import evaluate_runs
-    from sspo_verl.demo.task import write_dataset
+    from sspo_verl.data.tiny_task import write_dataset
 
     demo_dir = tmp_path / "demo"
     for algorithm in ("grpo", "sspo"):

@@ -32,7 +32,7 @@ import psutil
 import pytest
 
 from sspo_verl.demo.job import JobResult, run_job
-from sspo_verl.demo.task import write_dataset
+from sspo_verl.data.tiny_task import write_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 

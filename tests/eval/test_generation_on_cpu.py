@@ -2,13 +2,11 @@
 records. The real vLLM engine (the CPU build) runs in test_vllm_backend_on_cpu.py."""
 
 import sys
-import types
-from types import SimpleNamespace
 
 import pytest
 
 from sspo_verl.eval.decoding import DecodingConfig
-from sspo_verl.eval.generation import choose_backend, generate, prompt_token_ids
+from sspo_verl.eval.generation import choose_backend, generate
 
 PROMPTS = [
     [{"role": "user", "content": "What is 1 + 1?\nPlease reason step by step."}],
@@ -35,7 +33,7 @@ def test_cpu_engine_is_bounded_like_training():
     import yaml
 
     from sspo_verl.eval.generation import VLLMOptions, describe_engine, engine_settings
-    from sspo_verl.train import config_dir
+    from sspo_verl.config_files import config_dir
 
     with open(f"{config_dir()}/hardware/cpu.yaml") as fh:
         rollout = yaml.safe_load(fh)["actor_rollout_ref"]["rollout"]

@@ -168,7 +168,7 @@ def tiny_run(tiny_model, tmp_path_factory):
 
     import yaml
 
-    from sspo_verl.demo.task import write_dataset
+    from sspo_verl.data.tiny_task import write_dataset
 
     root = tmp_path_factory.mktemp("runs")
     run_dir = root / "demo" / "sspo"
@@ -181,7 +181,7 @@ def tiny_run(tiny_model, tmp_path_factory):
 def test_checkpoint_of_a_run_on_tiny_eval(tiny_run, tmp_path, capsys):
     """A checkpoint is named after its run; tiny_eval is scored by the tiny task's reward; a rerun into the same
     directory reuses the evaluation, another evaluation there is refused and nothing is overwritten."""
-    from sspo_verl.demo.task import compute_score
+    from sspo_verl.data.tiny_task import compute_score
 
     run_dir, data = tiny_run
     out = tmp_path / "eval"

@@ -49,7 +49,7 @@ def _train_on_references(tiny_model: str, out: str, data, steps: int = 150) -> N
 def both_backends(tiny_model, tmp_path_factory):
     import yaml
 
-    from sspo_verl.demo.task import write_dataset
+    from sspo_verl.data.tiny_task import write_dataset
 
     root = tmp_path_factory.mktemp("vllm_eval")
     data = root / "data"

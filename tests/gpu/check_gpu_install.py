@@ -52,7 +52,7 @@ def check_imports() -> str:
     import verl
     import vllm
 
-    from sspo_verl import SUPPORTED_VERL_VERSION
+    from sspo_verl.verl_version import SUPPORTED_VERL_VERSION
     from sspo_verl.adapter.plugin import ensure_registered
 
     ensure_registered()
@@ -75,7 +75,7 @@ def check_imports() -> str:
 
 def gpu_presets() -> list[list[str]]:
     """Every model x rollout x GPU hardware choice of hydra_configs, and every experiment."""
-    from sspo_verl.train import config_dir
+    from sspo_verl.config_files import config_dir
     from pathlib import Path
 
     root = Path(config_dir())

@@ -249,7 +249,7 @@ def main(argv=None) -> int:
     import torch
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_actor_update import git_commit
+    from conditions import commit as git_commit  # benchmarks/conditions.py
 
     commit = git_commit()
     conditions = dict(device=args.device, torch=torch.__version__, python=platform.python_version(), commit=commit,

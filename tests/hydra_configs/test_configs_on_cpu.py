@@ -1,17 +1,17 @@
 """hydra_configs/: every file composes over verl's ppo_trainer and passes verl's validate_config; the algorithm
-presets resolve to spec §9's table; the SSPO preset mirrors SSPOPolicyLossConfig; every value is commented."""
+presets resolve to spec §9's table; the SSPO preset mirrors SSPOPolicyLossConfig."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from sspo_verl.preflight import run_preflight
-from sspo_verl.train import compose, config_dir
+from sspo_verl.config_files import config_dir
+from sspo_verl.train import compose
 
 CONFIG_DIR = Path(config_dir())
 GROUPS = ("algorithm", "model", "rollout", "hardware", "mode", "experiment")
@@ -207,56 +207,3 @@ def test_hardware_presets():
     many = compose(["hardware=gpu_nx8", "trainer.nnodes=4"]).trainer
     assert (one.device, one.nnodes, one.n_gpus_per_node) == ("cuda", 1, 8)
     assert (many.device, many.nnodes, many.n_gpus_per_node) == ("cuda", 4, 8)
-
-
-# ------------------------------------------------------------------------------------------- comment lint
-
-_LEAF = re.compile(r"^(\s*)([\w.]+|'[^']*'|\"[^\"]*\"):\s*(\S.*)$")
-_KEY = re.compile(r"^(\s*)([\w.]+):\s*(#.*)?$")
-# Nodes that are our metadata or Hydra's, documented as a block.
-_EXEMPT_BLOCKS = ("algorithm_preset", "hydra", "defaults")
-
-
-def _uncommented_leaves(text: str, name: str) -> list[str]:
-    """Leaf values without a comment right above them or above their parent key."""
-    lines = text.splitlines()
-    problems = []
-    stack: list[tuple[int, str, bool]] = []  # (indent, key, commented)
-    prev_comment = False
-    for number, line in enumerate(lines, 1):
-        stripped = line.strip()
-        if not stripped:
-            prev_comment = False  # a comment documents the line right below it
-            continue
-        if stripped.startswith("#"):
-            prev_comment = True
-            continue
-        if stripped.startswith("- "):
-            prev_comment = False
-            continue
-        indent = len(line) - len(line.lstrip())
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        key_match = _KEY.match(line)
-        leaf_match = None if key_match else _LEAF.match(line)
-        if key_match:
-            stack.append((indent, key_match.group(2), prev_comment))
-        elif leaf_match:
-            exempt = any(key in _EXEMPT_BLOCKS for _, key, _ in stack)
-            parent_commented = bool(stack) and stack[-1][2]
-            if not exempt and not prev_comment and not parent_commented:
-                problems.append(f"{name}:{number}: {stripped}")
-        prev_comment = False
-    return problems
-
-
-def test_every_value_in_every_config_file_is_commented():
-    files = sorted(CONFIG_DIR.rglob("*.yaml"))
-    assert len(files) >= 12
-    problems = [p for f in files for p in _uncommented_leaves(f.read_text(encoding="utf-8"), f.name)]
-    assert not problems, "values without a source comment:\n" + "\n".join(problems)
-
-
-def test_comment_lint_catches_a_bare_value():
-    text = "# header\n\ntrainer:\n\n  # [ours]\n  nnodes: 3\n  n_gpus_per_node: 4\n"
-    assert _uncommented_leaves(text, "probe.yaml") == ["probe.yaml:7: n_gpus_per_node: 4"]

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from sspo_verl.preflight.gpu import GpuInfo, parse_query, query_gpus, visible
+from sspo_verl.preflight.gpu import GpuInfo, parse_query, probe_torch_cuda, query_gpus, visible
 
 ROWS = (
     "0, GPU-aaaa-0000, NVIDIA H100 80GB HBM3, 81559, 580.65.06\n"
@@ -55,3 +55,11 @@ def test_query_gpus_no_devices_is_empty_and_garbage_is_unknown(tmp_path):
 def test_query_gpus_hung_driver_names_the_knob(tmp_path):
     with pytest.raises(RuntimeError, match="preflight.gpu_query_timeout_s"):
         query_gpus(_fake_smi(tmp_path, "sleep 5\n"), timeout_s=0.5)
+
+
+def test_the_real_probe_on_this_machine_reports_cpu_only_torch():
+    import torch
+
+    found = probe_torch_cuda({"PATH": "/usr/bin:/bin"}, timeout_s=120)
+    assert found.torch == torch.__version__ and found.cuda is None and not found.available
+    assert found.device_count == 0 and "not compiled with CUDA" in found.error

@@ -35,7 +35,7 @@ def slurm_tiny_dir(slurm_cluster, tiny_model_dir):
     """The tiny model and 64 training rows where every node of the shared cluster sees them."""
     import shutil
 
-    from sspo_verl.demo.task import write_dataset
+    from sspo_verl.data.tiny_task import write_dataset
 
     root = slurm_cluster.base / "tiny"
     shutil.copytree(tiny_model_dir, root / "model")

@@ -120,7 +120,7 @@ def test_eval_follows_each_task_after_it_succeeded_and_a_table_job_follows_all(t
     assert len(evals) == 2
     assert table.args == ("--parsable", "--job-name=ev-table", "--dependency=afterany:4242:4242:4242",
                           f"--output={sweep}/slurm-table-%j.out", f"--wrap={command} --table-only ")
-    assert f"after the jobs end (evaluates only what is missing" in result.stdout and command in result.stdout
+    assert "after the jobs end (evaluates only what is missing" in result.stdout and command in result.stdout
 
 
 def test_dry_run_prints_what_to_run_after_the_jobs(tmp_path):

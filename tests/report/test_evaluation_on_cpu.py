@@ -7,7 +7,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 
 from sspo_verl.eval import sweep
 from sspo_verl.eval.decoding import DecodingConfig

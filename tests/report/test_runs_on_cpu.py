@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from sspo_verl.report.runs import CONFIG_FILE, group_runs, load_run, run_from_records
+from sspo_verl.report.runs import group_runs, load_run, run_from_records
+from sspo_verl.rundir import RECORD
 from tests.report.fixture_runs import RUN_NAMES, raw_steps
 
 
@@ -21,7 +22,7 @@ def test_identity_from_the_resolved_config_of_real_runs(fixture_runs):
 
 
 def test_identity_from_the_directory_name_then_unknown(fixture_runs, tmp_path):
-    os.remove(os.path.join(fixture_runs["sspo-tiny-seed2"], CONFIG_FILE))
+    os.remove(os.path.join(fixture_runs["sspo-tiny-seed2"], RECORD))
     run = load_run(fixture_runs["sspo-tiny-seed2"])
     assert (run.algorithm, run.seed, run.notes) == ("sspo", 2, [])
     odd = tmp_path / "my run"
@@ -37,9 +38,9 @@ def test_an_algorithm_with_differing_configs_is_split_by_the_differing_values(fi
         source = fixture_runs[f"sspo-tiny-seed{seed}"]
         target = tmp_path / f"clip-sspo-seed{seed}"
         shutil.copytree(source, target)
-        config = (target / CONFIG_FILE).read_text()
+        config = (target / RECORD).read_text()
         assert "clip_ratio_high: 0.28" in config
-        (target / CONFIG_FILE).write_text(config.replace("clip_ratio_high: 0.28", "clip_ratio_high: 0.4"))
+        (target / RECORD).write_text(config.replace("clip_ratio_high: 0.28", "clip_ratio_high: 0.4"))
         paths[target.name] = os.fspath(target)
     groups = group_runs([load_run(p) for p in paths.values()])
     assert list(groups) == ["grpo", "sspo (clip_ratio_high=0.28)", "sspo (clip_ratio_high=0.4)"]
@@ -65,11 +66,25 @@ def test_values_naming_the_run_do_not_split_a_group(fixture_runs):
     """verl's full config repeats the run's name (rollout.trace.experiment_name) and paths naming it."""
     for seed in (1, 2):
         run_dir = fixture_runs[f"grpo-tiny-seed{seed}"]
-        with open(os.path.join(run_dir, CONFIG_FILE), "a", encoding="utf-8") as fh:
+        with open(os.path.join(run_dir, RECORD), "a", encoding="utf-8") as fh:
             fh.write(f"trace_name: grpo-tiny-seed{seed}\nlog_path: /somewhere/grpo-tiny-seed{seed}/log.txt\n"
                      f"model_path: /models/m{seed}\n")
     groups = group_runs([load_run(fixture_runs[f"grpo-tiny-seed{s}"]) for s in (1, 2)])
     assert list(groups) == ["grpo (model_path=/models/m1)", "grpo (model_path=/models/m2)"]  # a real difference
+
+
+def test_a_group_splits_where_a_rerun_would_be_refused():
+    """One rule for both (sspo_verl.rundir.changes_training): the trainer mode splits a group (an asynchronous run
+    trains on other data than a synchronous one); the schedule, the data root, on_config_change do not."""
+    runs = []
+    for seed, mode, steps, data_dir in ((1, "sync", 4, "/a"), (2, "sync", 8, "/b"), (1, "colocate_async", 4, "/a")):
+        run = run_from_records(f"r{seed}{mode}", "sspo", seed, [{"step": 1, "data": {"x": 1.0}}])
+        run.config = {"trainer.v1.trainer_mode": mode, "trainer.total_training_steps": steps, "data_dir": data_dir,
+                      "on_config_change": "refuse" if seed == 1 else "new_attempt", "seed": seed}
+        runs.append(run)
+    groups = group_runs(runs)
+    assert {label: len(members) for label, members in groups.items()} == {
+        "sspo (trainer_mode=colocate_async)": 1, "sspo (trainer_mode=sync)": 2}
 
 
 def _rollout_dump_groups(path):

@@ -247,7 +247,7 @@ def _injections(marker):
         "exec": rf"\boxed{{exec(\"import os; os.makedirs('{m}')\")}}",
         "parse_expr lambda": rf"\boxed{{(lambda: __import__('os').mkdir('{m}'))()}}",
         "sympy Function": rf"\boxed{{Function('system')('touch {m}')}}",
-        "class mro": rf"\boxed{{().__class__.__base__.__subclasses__()}}",
+        "class mro": r"\boxed{().__class__.__base__.__subclasses__()}",
         "latex text": rf"\boxed{{\text{{__import__('os').system('touch {m}')}}}}",
         "1 MB string": r"\boxed{" + "1+" * 500_000 + "1}",
         "10k-deep latex": r"\boxed{" + r"\frac{1}{" * 10_000 + "2" + "}" * 10_000 + "}",

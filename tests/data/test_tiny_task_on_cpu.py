@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sspo_verl.demo import task
+from sspo_verl.data import tiny_task as task
 
 
 def test_rows_are_verl_rl_format_and_seeded():

@@ -1,10 +1,10 @@
-"""The embedded task: synthetic two-number additions in verl's RL parquet format, with a climbable reward.
+"""The tiny task: synthetic two-number additions in verl's RL parquet format, with a climbable reward.
 
 Each row asks ``What is a + b?``; the reference solution is written in subsentences,
 ``First, take a. Then, add b; so the answer is a+b.``, so a policy that imitates it produces the clause
 punctuation SSPO segments on. Same seed, same files.
 
-Reward (``reward.custom_reward_function.path=pkg://sspo_verl.demo.task``, ``name=compute_score``):
+Reward (``reward.custom_reward_function.path=pkg://sspo_verl.data.tiny_task``, ``name=compute_score``):
 
     score = char_f1 + exact                                             range [0, 2]
     char_f1 = F1 between the character multisets of the response and the reference solution   (dense)
@@ -118,8 +118,8 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
     reference = extra_info.get("reference")
     if not reference:
         raise ValueError(
-            f"sspo_verl.demo.task.compute_score: row from {data_source!r} has no extra_info['reference']; it scores "
-            "only rows written by sspo_verl.demo.task.write_dataset."
+            f"sspo_verl.data.tiny_task.compute_score: row from {data_source!r} has no extra_info['reference']; it scores "
+            "only rows written by sspo_verl.data.tiny_task.write_dataset."
         )
     dense = char_f1(solution_str or "", reference)
     exact = 1.0 if final_number(solution_str) == str(ground_truth).strip() else 0.0
