@@ -316,10 +316,11 @@ def memory_estimate(config, model_dir: str) -> int | None:
     """``sspo_verl.preflight.memory.estimate`` of the update phase without its runtime term, in bytes (None where
     the estimate is not there)."""
     try:
-        from sspo_verl.preflight.memory import estimate, load_model_config, relative_error
+        from sspo_verl.preflight.files import read_model_config
+        from sspo_verl.preflight.memory import estimate, relative_error
     except ImportError:
         return None
-    model_config, _ = load_model_config(model_dir)
+    model_config, _ = read_model_config(model_dir)
     est_bytes, _ = relative_error(estimate(config, model_config), 1)
     return est_bytes
 

@@ -37,7 +37,8 @@ def child(args) -> None:
     """One case in this (fresh) process: bench_actor_update's worker, a warm-up, then the measured calls."""
     bau._single_process_env("cpu")  # VERL_PLATFORM=cpu before verl is imported
 
-    from sspo_verl.preflight.memory import estimate, load_model_config
+    from sspo_verl.preflight.files import read_model_config
+    from sspo_verl.preflight.memory import estimate
 
     worker, config = bau.build_worker(args.variant, args.model_dir, args)
     seen = {}
@@ -54,7 +55,7 @@ def child(args) -> None:
     log_prob_peak = peak_rss_growth(lambda: bau.old_policy(worker, args))
     seen.pop("logits_rows")
     peak = peak_rss_growth(update)
-    model_config, _ = load_model_config(args.model_dir)
+    model_config, _ = read_model_config(args.model_dir)
     est = estimate(config, model_config)
     print(json.dumps({"peak": peak, "log_prob_peak": log_prob_peak, "update": est.phases["update"],
                       "log_prob": est.phases["log_prob"], "logits_dtype": seen.get("logits_dtype"),

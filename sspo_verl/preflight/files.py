@@ -51,6 +51,7 @@ __all__ = [
     "local_model_dir",
     "model_path_keys",
     "path_keys",
+    "read_model_config",
 ]
 
 # Paths verl copies from remote storage itself (verl.utils.fs): not checked here.
@@ -243,6 +244,21 @@ def local_model_dir(path: Optional[str]) -> Optional[str]:
 
 def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def read_model_config(path: Optional[str]) -> tuple[Optional[dict], str]:
+    """A model path's config.json (a local directory, or a Hub id in the local cache) and the file it was read
+    from; ``(None, why)`` when there is none to read (:func:`check_files` reports a broken one, naming the key)."""
+    directory = local_model_dir(path) if isinstance(path, str) else None
+    if directory is None:
+        return None, f"{path!r} is not a local directory or a cached Hub id"
+    file = os.path.join(directory, "config.json")
+    try:
+        with open(file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        return None, f"{file} is not readable JSON ({_short(exc)})"
+    return (data, file) if isinstance(data, dict) else (None, f"{file} is not a JSON object")
 
 
 def _check_parquet(ctx: Context, pk: PathKey, path: str) -> None:

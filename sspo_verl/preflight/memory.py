@@ -38,16 +38,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import logging
 import math
-import os
 from collections.abc import Mapping
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from sspo_verl.preflight.context import ACTOR, Context
+from sspo_verl.preflight.files import read_model_config
 from sspo_verl.preflight.ranges import in_range
 
 __all__ = [
@@ -58,7 +57,6 @@ __all__ = [
     "ModelShape",
     "check_memory",
     "estimate",
-    "load_model_config",
     "relative_error",
 ]
 
@@ -177,25 +175,6 @@ class ModelShape:
 
     def kv_cache_bytes_per_token(self, b: int) -> int:
         return 2 * self.layers * self.kv_heads * self.head_dim * b
-
-
-def load_model_config(path: Optional[str]) -> tuple[Optional[dict], str]:
-    """The config.json of a model path (a local directory, or a Hub id in the local cache, resolved as the files
-    check does); ``(None, why)`` when it cannot be read."""
-    from sspo_verl.preflight.files import local_model_dir
-
-    directory = local_model_dir(path) if isinstance(path, str) else None
-    if directory is None:
-        return None, f"{MODEL}.path={path!r} is not a local directory or a cached Hub id"
-    file = os.path.join(directory, "config.json")
-    try:
-        with open(file, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as exc:
-        return None, f"{file} is not readable JSON ({type(exc).__name__}: {str(exc)[:120]})"
-    if not isinstance(data, dict):
-        return None, f"{file} is not a JSON object"
-    return data, file
 
 
 # ------------------------------------------------------------------------------------------------ the estimate
@@ -459,9 +438,9 @@ def check_memory(ctx: Context) -> None:
     asked = ctx.get("preflight.gpu_memory_gib")
     if asked is not None and not in_range("preflight.gpu_memory_gib", asked):
         return  # refused by its row of ranges.RANGES (the schema check, first)
-    model_config, source = load_model_config(ctx.get(f"{MODEL}.path"))
+    model_config, source = read_model_config(ctx.get(f"{MODEL}.path"))
     if model_config is None:
-        logger.warning("sspo-train pre-flight: memory estimate skipped: %s", source)
+        logger.warning("sspo-train pre-flight: memory estimate skipped: %s.path=%s", MODEL, source)
         return
     try:
         est = estimate(ctx.config, model_config)

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 
 from sspo_verl.preflight.context import POLICY_LOSS, Context
-from sspo_verl.preflight.files import REMOTE_PREFIXES, TOKENIZER_FILES, _local, local_model_dir
+from sspo_verl.preflight.files import REMOTE_PREFIXES, TOKENIZER_FILES, _local, local_model_dir, read_model_config
 
 __all__ = [
     "check_model_limits",
@@ -180,19 +180,6 @@ def check_prompt_lengths(ctx: Context) -> None:
             )
 
 
-def _read_config_json(directory: str) -> Optional[dict]:
-    """A model directory's config.json as a dict (its ``text_config`` merged over it for a multimodal model);
-    None when it is missing or unreadable (the files check reports that)."""
-    try:
-        with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    return {**data, **data["text_config"]} if isinstance(data.get("text_config"), dict) else data
-
-
 def _positive_int(value: Any) -> Optional[int]:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 and value == int(value)
     return int(value) if ok else None
@@ -305,13 +292,14 @@ def check_model_limits(ctx: Context) -> None:
     if not ctx.get("preflight.check_files", True):
         return
     model_path = ctx.get(f"{MODEL}.path")
-    model_dir = local_model_dir(str(model_path)) if model_path else None
-    model_config = _read_config_json(model_dir) if model_dir else None
+    model_config, file = read_model_config(model_path)
     if model_config is None:  # remote, a Hub id not cached, or no readable config.json (the files check reports it)
-        logger.info("sspo-train pre-flight: lengths and tokenizer not checked against the model: no readable "
-                    "config.json here for %s.path=%s", MODEL, model_path)
+        logger.info("sspo-train pre-flight: lengths and tokenizer not checked against the model: %s.path=%s",
+                    MODEL, file)
         return
-    file = os.path.join(model_dir, "config.json")
+    model_dir = os.path.dirname(file)
+    if isinstance(model_config.get("text_config"), dict):  # a multimodal model: its language model's limits
+        model_config = {**model_config, **model_config["text_config"]}
     if not _config_loads(ctx, str(model_path), model_dir, file):
         return
     _check_lengths(ctx, str(model_path), file, model_config)
