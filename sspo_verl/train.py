@@ -51,6 +51,7 @@ from typing import Optional
 import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from sspo_verl.config_files import CONFIG_NAME, config_dir
 from sspo_verl.known_warnings import silence_driver_platform_probe
@@ -187,6 +188,9 @@ def _cpu_backend(config: DictConfig, dry_run: bool) -> None:
         applied = apply_to_config(config)
     except CPUConfigError as exc:
         raise PreflightError([Finding("error", "cpu", str(exc))]) from exc
+    except (OmegaConfBaseException, TypeError, ValueError):
+        run_preflight(config)  # a value it cannot read (text for a number, ...): the schema check names the key
+        raise
     for key, value in applied.items():
         logger.info("sspo-train: CPU backend set %s=%s", key, value)
 

@@ -125,6 +125,10 @@ def test_cpu_device_prepares_the_cpu_backend_before_verl(dirs, verl_entry, monke
     assert ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"
     with pytest.raises(PreflightError, match="use rollout=vllm"):  # a rollout the CPU backend cannot run
         train.run(compose([*overrides, "actor_rollout_ref.rollout.name=sglang"]))
+    # a value the CPU backend's sizing cannot read (text where a batch size goes, read through the mini-batch size
+    # built from it) is named by the schema check, not a resolver's traceback
+    with pytest.raises(PreflightError, match=r"data\.train_batch_size='abc'"):
+        train.run(compose([*overrides, "data.train_batch_size=abc", "dry_run=true"]))
 
 
 def test_cli_cfg_job_prints_the_resolved_config(dirs, monkeypatch, capsys):
