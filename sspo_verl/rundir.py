@@ -3,6 +3,8 @@
 The one module that knows the layout (``sspo-train`` writes it, ``sspo-report`` and ``sspo-eval`` read it here)::
 
     <run dir>/resolved_config.yaml   RECORD: the config the run started with
+              verl_config.yaml       VERL_CONFIG: the config verl's trainer ran the latest attempt with (what
+                                     verl 0.9.1 prints at start-up; sspo-train's workers write it here instead)
               metrics.jsonl          METRICS_FILE: verl's file logger, this attempt; metrics.<n>.jsonl: earlier
                                      attempts of a resumed run (metric_log_parts lists them oldest first)
               tensorboard/           TENSORBOARD_DIR, when that logger is on
@@ -20,9 +22,10 @@ Before a rerun hands over to verl (:func:`prepare_attempt`):
   or ``on_config_change=new_attempt``;
 * ``on_config_change=new_attempt``, or an attempt that starts over (``trainer.resume_mode=disable``, or no
   checkpoint to resume): everything the earlier attempt left — checkpoints, metric logs, TensorBoard files,
-  its config record — moves to ``superseded/<YYYYmmdd-HHMMSS>/``; nothing is overwritten or deleted;
+  its config record and verl's config — moves to ``superseded/<YYYYmmdd-HHMMSS>/``; nothing is overwritten or deleted;
 * an attempt that resumes with the same training config: the metric log moves to the next ``metrics.<n>.jsonl``
-  (verl's file logger opens its file with mode ``"wb"``), checkpoints and the record stay;
+  (verl's file logger opens its file with mode ``"wb"``), checkpoints and the record stay (verl's config is
+  rewritten: it differs from the earlier attempt's in bookkeeping keys only);
 * the same, for a run that already reached its last step (``finished``): nothing moves, and the caller trains
   nothing (verl 0.9.1 would train one step past ``trainer.total_training_steps`` and save it).
 
@@ -57,6 +60,7 @@ __all__ = [
     "SUPERSEDED_DIR",
     "TENSORBOARD_DIR",
     "TRAINING_PREFIXES",
+    "VERL_CONFIG",
     "Footprint",
     "RerunRefused",
     "changes_training",
@@ -68,6 +72,7 @@ __all__ = [
 ]
 
 RECORD = "resolved_config.yaml"
+VERL_CONFIG = "verl_config.yaml"  # SSPO_VERL_CONFIG_PATH in the run dir (sspo_verl.adapter.config_dump)
 METRICS_FILE = "metrics.jsonl"  # VERL_FILE_LOGGER_PATH in the run dir
 TENSORBOARD_DIR = "tensorboard"  # TENSORBOARD_DIR in the run dir
 CHECKPOINTS_DIR = "checkpoints"  # trainer.default_local_dir in the run dir (sspo_trainer.yaml)
@@ -324,4 +329,6 @@ def prepare_attempt(
         old.append(tensorboard_dir)
     if record is not None:
         old.append(os.path.join(run_dir, RECORD))
+    if earlier and os.path.isfile(os.path.join(run_dir, VERL_CONFIG)):
+        old.append(os.path.join(run_dir, VERL_CONFIG))
     return True, _supersede(run_dir, old, now)

@@ -15,7 +15,8 @@ the CPU backend's driver environment and config (:mod:`sspo_verl.cpu.launch`) �
 (:mod:`sspo_verl.preflight`; errors exit with status 2, nothing started) → the whole config resolved in the
 driver (the ``sspo.*`` and ``hydra:`` resolvers exist only here) and saved as ``<run dir>/resolved_config.yaml``
 when the attempt starts the run
-→ the loggers' files: verl's file logger at ``<run dir>/metrics.jsonl``, TensorBoard at ``<run dir>/tensorboard``
+→ the loggers' files: verl's file logger at ``<run dir>/metrics.jsonl``, TensorBoard at ``<run dir>/tensorboard``,
+and verl's start-up dump of the resolved config at ``<run dir>/verl_config.yaml`` (:mod:`sspo_verl.adapter.config_dump`)
 → the attempt checked against the run dir (:mod:`sspo_verl.rundir`): a rerun whose training config differs from
 the one the run started with is refused (exit 2, the differing keys listed); an attempt that starts over moves the
 earlier attempt's checkpoints and logs to ``superseded/``; one that resumes renames the earlier log to
@@ -56,7 +57,7 @@ from omegaconf.errors import OmegaConfBaseException
 from sspo_verl.config_files import CONFIG_NAME, config_dir
 from sspo_verl.known_warnings import silence_driver_platform_probe
 from sspo_verl.preflight import Finding, PreflightError, run_preflight
-from sspo_verl.rundir import METRICS_FILE, RECORD, TENSORBOARD_DIR
+from sspo_verl.rundir import METRICS_FILE, RECORD, TENSORBOARD_DIR, VERL_CONFIG
 
 __all__ = ["compose", "main", "register_resolvers", "run"]
 
@@ -68,6 +69,7 @@ EXIT_PREFLIGHT = 2
 _FILE_LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
 _stop_signal: Optional[int] = None  # the signal that stopped this run (set by _exit_on_sigterm)
 _TENSORBOARD_ENV = "TENSORBOARD_DIR"
+_VERL_CONFIG_ENV = "SSPO_VERL_CONFIG_PATH"  # sspo_verl.adapter.config_dump: where verl's config dump goes
 # Run directories used by earlier jobs of the current sweep (a multirun): two jobs must never share one.
 _RUN_DIRS: set[str] = set()
 # Whether run() handed over to verl (the run dirs' state before the launch: sspo_verl.rundir.FOOTPRINTS).
@@ -327,6 +329,8 @@ def run(config: DictConfig) -> Optional[DictConfig]:
         _worker_env(config, _FILE_LOGGER_ENV, os.path.join(run_dir, METRICS_FILE))
     if "tensorboard" in logger_backends and _TENSORBOARD_ENV not in os.environ:
         _worker_env(config, _TENSORBOARD_ENV, os.path.join(run_dir, TENSORBOARD_DIR))
+    if _VERL_CONFIG_ENV not in os.environ:  # verl's ~1,000-line start-up dump of the config: to a file instead
+        _worker_env(config, _VERL_CONFIG_ENV, os.path.join(run_dir, VERL_CONFIG))
     OmegaConf.resolve(config)  # here, where the sspo.* and hydra: resolvers exist; verl's workers never see them
     os.makedirs(run_dir, exist_ok=True)
     finished_at = _finished_at(config)

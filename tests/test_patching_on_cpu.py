@@ -49,7 +49,8 @@ def test_the_walk_finds_every_known_patch():
     names = {name for name, _ in PATCHES}
     assert {"sspo_verl.adapter.microbatch.PPO_LOSS", "sspo_verl.adapter.diagnostics.POLICY_LOSS_LOOKUP",
             "sspo_verl.cpu.process_group.INIT_PROCESS_GROUP", "sspo_verl.cpu.fsdp.UNPINNED_OFFLOAD",
-            "sspo_verl.adapter.advantage.MULTI_TRAJECTORY", "sspo_verl.adapter.entropy_reference.UPDATE_ACTOR"} <= names
+            "sspo_verl.adapter.advantage.MULTI_TRAJECTORY", "sspo_verl.adapter.entropy_reference.UPDATE_ACTOR",
+            "sspo_verl.adapter.config_dump.CONFIG_DUMP"} <= names
     targets = [patch.target for _, patch in PATCHES]
     assert len(targets) == len(set(targets)), "two patches replace the same name"
 

@@ -15,6 +15,7 @@ from sspo_verl.report.logs import read_run_metrics
 from sspo_verl.rundir import (
     RECORD,
     SUPERSEDED_DIR,
+    VERL_CONFIG,
     Footprint,
     RerunRefused,
     metric_log_parts,
@@ -91,6 +92,16 @@ def test_new_attempt_moves_the_earlier_attempt_aside(tmp_path):
     assert (old / "metrics.jsonl").exists() and yaml.safe_load((old / RECORD).read_text()) == CONFIG
     assert not (run / "checkpoints").exists() and not (run / "metrics.jsonl").exists() and not (run / RECORD).exists()
     assert len(moves) == 3
+
+
+def test_verls_config_of_the_earlier_attempt_moves_with_it_and_stays_on_a_resume(tmp_path):
+    run = _run_dir(tmp_path)
+    (run / VERL_CONFIG).write_text(yaml.safe_dump(CONFIG))  # what verl's TaskRunner ran the attempt with
+    assert _attempt(run)[0] is False  # a resume: the file stays (the new attempt rewrites it)
+    assert (run / VERL_CONFIG).exists()
+    starts, moves = _attempt(run, resumes=False)
+    assert starts is True and (str(run / VERL_CONFIG), str(run / SUPERSEDED_DIR / "20260102-030405" / VERL_CONFIG)) in moves
+    assert not (run / VERL_CONFIG).exists()
 
 
 def test_a_fresh_attempt_never_overwrites_earlier_checkpoints(tmp_path):

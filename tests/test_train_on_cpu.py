@@ -31,6 +31,7 @@ def dirs(tmp_path, monkeypatch):
     out = tmp_path / "out"
     data = stage_training_files(tmp_path, monkeypatch)  # the configs' parquet files and Hub models
     monkeypatch.delenv("VERL_FILE_LOGGER_PATH", raising=False)
+    monkeypatch.delenv("SSPO_VERL_CONFIG_PATH", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     return data, out
 
@@ -84,9 +85,11 @@ def test_dry_run_resolves_checks_saves_and_starts_nothing(dirs, capsys):
     assert saved.actor_rollout_ref.actor.policy_loss.loss_mode == "gspo"
     assert saved.actor_rollout_ref.actor.ppo_mini_batch_size == 256
     assert saved.trainer.default_local_dir == str(run_dir / "checkpoints")
-    # verl's file logger writes next to the run, in every Ray worker
+    # verl's file logger and its start-up dump of the config (sspo_verl.adapter.config_dump) write into the run
+    # dir, in every Ray worker
     env_vars = saved.ray_kwargs.ray_init.runtime_env.env_vars
     assert env_vars.VERL_FILE_LOGGER_PATH == str(run_dir / "metrics.jsonl")
+    assert env_vars.SSPO_VERL_CONFIG_PATH == str(run_dir / "verl_config.yaml")
     assert "sspo-train dry run: algorithm=gspo loss_mode=gspo" in capsys.readouterr().out
     assert not ray.is_initialized()
 

@@ -12,6 +12,7 @@ Patches (:mod:`sspo_verl.patching`; idempotent, marked, logged once, loud when v
     diagnostics.POLICY_LOSS_LOOKUP   ``get_policy_loss_fn`` as ``ppo_loss`` binds it: ``actor/diag/*`` for every loss
     advantage.MULTI_TRAJECTORY       the V1 trainer's multi-output session path, for ``adv_estimator=sspo`` too
     entropy_reference.UPDATE_ACTOR   ``PPOTrainer._update_actor``: SSPO's entropy reference μ of the rollout batch
+    config_dump.CONFIG_DUMP          ``pprint`` as ``verl.trainer.main_ppo`` binds it: verl's config dump to a file
 
 Registration happens in :mod:`sspo_verl.adapter.plugin`, which verl's ``verl.plugins`` entry point imports in
 every process that imports verl.

@@ -2,10 +2,10 @@
 
 verl imports this module in every process that imports verl — the driver, the TaskRunner, every Ray worker —
 so that ``loss_mode=sspo`` and ``adv_estimator=sspo`` are registered, and the adapter's patches (micro-batch
-context, diagnostics, the ``sspo`` session path, SSPO's entropy reference μ; :mod:`sspo_verl.patching`) are
-installed before any worker builds its loss or the trainer computes its first advantages. With
-``VERL_PLATFORM=cpu`` it also activates the CPU backend (:mod:`sspo_verl.cpu`); on any other platform the CPU
-backend is never imported.
+context, diagnostics, the ``sspo`` session path, SSPO's entropy reference μ, verl's config dump to a file;
+:mod:`sspo_verl.patching`) are installed before any worker builds its loss or the trainer computes its first
+advantages. With ``VERL_PLATFORM=cpu`` it also activates the CPU backend (:mod:`sspo_verl.cpu`); on any other
+platform the CPU backend is never imported.
 
 verl swallows entry-point errors at DEBUG level, so a failure here is logged at ERROR level before it is
 re-raised; :func:`ensure_registered` is the loud check callers run before training starts. It also silences verl's
@@ -30,9 +30,9 @@ def _patches():
     the CPU platform is active)."""
     # The adapter is imported inside the functions so that any failure, an import error included, happens inside
     # the logged register() call below: verl swallows entry-point errors at DEBUG level.
-    from sspo_verl.adapter import advantage, diagnostics, entropy_reference, microbatch
+    from sspo_verl.adapter import advantage, config_dump, diagnostics, entropy_reference, microbatch
 
-    trainer = (advantage.MULTI_TRAJECTORY, entropy_reference.UPDATE_ACTOR)
+    trainer = (advantage.MULTI_TRAJECTORY, entropy_reference.UPDATE_ACTOR, config_dump.CONFIG_DUMP)
     return (microbatch.PPO_LOSS, diagnostics.POLICY_LOSS_LOOKUP), trainer
 
 

@@ -8,7 +8,8 @@ per training step, keeps each run's final checkpoint, evaluates it on the tiny t
 CPU build of vLLM): the same steps, about a minute more start-up per run and ~3 GB more memory (BENCHMARKS.md),
 which is why the demo uses ``hf`` by default. Output:
 
-    <algorithm>/metrics.jsonl    verl's per-step metrics (file logger), plus console.log and resolved_config.yaml
+    <algorithm>/metrics.jsonl    verl's per-step metrics (file logger), plus console.log, resolved_config.yaml and
+                                 verl_config.yaml
     <algorithm>/checkpoints/global_step_<steps>   the final checkpoint (verl FSDP)
     eval/<algorithm>/            sspo-eval's results.json, samples/ and merged_model/ of that checkpoint
     eval/table.md                the evaluation table of the runs on tiny_eval (also printed, and in report.md)

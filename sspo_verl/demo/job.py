@@ -239,6 +239,7 @@ def run_job(
     console_log = os.path.join(run_dir, "console.log")
     full_env = {**os.environ, **(env or {}), _TAG: tag}
     full_env.pop("VERL_FILE_LOGGER_PATH", None)  # sspo-train points the file logger at <run dir>/metrics.jsonl
+    full_env.pop("SSPO_VERL_CONFIG_PATH", None)  # and verl's config dump at <run dir>/verl_config.yaml
     start, started_at = time.monotonic(), time.time()
     seen, startup_s, last_progress, last_memory, last_wait = 0, None, start, 0.0, start
     peak = 0

@@ -30,9 +30,11 @@ import uuid
 
 import psutil
 import pytest
+import yaml
 
 from sspo_verl.demo.job import JobResult, run_job
 from sspo_verl.data.tiny_task import write_dataset
+from sspo_verl.rundir import RECORD, VERL_CONFIG, flatten
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -244,4 +246,16 @@ def test_grpo_on_hf_with_reference_model_kl_and_validation(tiny_dir, out_root):
     _assert_finite(result, COMMON_METRICS + ("actor/kl_loss", "timing_s/ref"))
     val = {k: v for k, v in result.records[-1]["data"].items() if k.startswith("val-core/")}
     assert val and all(0.0 <= v <= 2.0 for v in val.values()), val
-    assert "sspo_hf_server_0" in _read(result.console_log)
+    log = _read(result.console_log)
+    assert "sspo_hf_server_0" in log
+    # verl's start-up dump of the resolved config (976 of a 2-step CPU run's 1,074 lines before) is in the run dir, named by
+    # one line; the driver's output has none of it (pprint's first key)
+    path = os.path.join(result.run_dir, VERL_CONFIG)
+    assert log.count(f"sspo-verl: verl's resolved config (its start-up dump) is in {path}\n") == 1, log[-4000:]
+    assert "'actor_rollout_ref':" not in log
+    ran, record = (flatten(yaml.safe_load(_read(p))) for p in (path, os.path.join(result.run_dir, RECORD)))
+    assert ran["actor_rollout_ref.actor.policy_loss.loss_mode"] == "vanilla"  # algorithm=grpo
+    assert ran["actor_rollout_ref.actor.use_kl_loss"] is True and ran["actor_rollout_ref.actor.kl_loss_coef"] == 0.01
+    # what sspo-train handed to verl (pre-flight's fills included), with the one key verl's TaskRunner sets itself
+    assert {k: (record.get(k), ran.get(k)) for k in set(record) | set(ran) if record.get(k) != ran.get(k)} == {
+        "transfer_queue.enable": (False, True)}
