@@ -8,8 +8,8 @@ advantages. With ``VERL_PLATFORM=cpu`` it also activates the CPU backend (:mod:`
 platform the CPU backend is never imported.
 
 verl swallows entry-point errors at DEBUG level, so a failure here is logged at ERROR level before it is
-re-raised; :func:`ensure_registered` is the loud check callers run before training starts. It also silences verl's
-warnings about optional engines that are not installed (:mod:`sspo_verl.known_warnings`).
+re-raised; :func:`ensure_registered` is the loud check callers run before training starts. It also silences the
+third-party warnings known to be harmless in every process (:func:`sspo_verl.known_warnings.silence_everywhere`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 
-from sspo_verl.known_warnings import silence_engine_imports
+from sspo_verl.known_warnings import silence_everywhere
 
 logger = logging.getLogger("sspo_verl")
 
@@ -70,7 +70,7 @@ def ensure_registered() -> None:
         )
 
 
-silence_engine_imports()  # before register(): its trainer patches import verl's engines
+silence_everywhere()  # before register(): its trainer patches import verl's engines
 try:
     register()
 except Exception:

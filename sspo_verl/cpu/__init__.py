@@ -15,6 +15,7 @@ Public API:
     launch.cli_overrides()     the same as Hydra command-line overrides for ``python -m verl.trainer.main_ppo``
 
 What :func:`activate` does (each part idempotent, logged once):
+    known_warnings.silence_cpu_backend() the CPU backend's known, harmless third-party warnings dropped (by message)
     platform.CPUPlatform                 verl platform ``cpu`` (device cpu, backend gloo, Ray resource GPU)
     process_group.INIT_PROCESS_GROUP     patch: ``"cpu:gloo,cpu:gloo"`` → ``"cpu:gloo"`` for torch.distributed
     fsdp.register_engines()              verl's FSDP/FSDP2 engines registered for device ``cpu``
@@ -67,6 +68,7 @@ def activate(*, resolved_before: bool = False) -> None:
 
         from sspo_verl.cpu import fsdp, process_group, rollout, vllm_rollout
         from sspo_verl.cpu.platform import PLATFORM_NAME, CPUPlatform
+        from sspo_verl.known_warnings import silence_cpu_backend
 
         if os.environ.get("VERL_PLATFORM", "").strip().lower() != PLATFORM_NAME:
             raise RuntimeError(
@@ -74,6 +76,7 @@ def activate(*, resolved_before: bool = False) -> None:
                 "VERL_PLATFORM=cpu in every process (sspo-train sets it for trainer.device=cpu); set it before "
                 "importing verl, e.g. with sspo_verl.cpu.launch.prepare_driver()."
             )
+        silence_cpu_backend()
         if PlatformRegistry.get(PLATFORM_NAME) is not CPUPlatform:
             PlatformRegistry.register(platform=PLATFORM_NAME)(CPUPlatform)
         if not isinstance(get_platform(), CPUPlatform):

@@ -8,6 +8,10 @@ with three small specialisations:
 * :class:`CPUvLLMHttpServer` overrides verl's ``_get_worker_extension_cls`` hook: vLLM's workers load
   :class:`sspo_verl.cpu.vllm_worker.CPUWorkerExtension`, whose weight sync works with the CPU platform's packed
   weights.
+  It also points vLLM's engine and worker processes at vLLM's default logging configuration plus the CPU backend's
+  known-warning filters (``VLLM_LOGGING_CONFIG_PATH``: :func:`sspo_verl.known_warnings.vllm_logging_config_path`):
+  vLLM spawns them and they do not import verl first, so :func:`sspo_verl.cpu.activate` has not run there when
+  vLLM warns.
 * :class:`CPUvLLMReplica` sets verl's ``server_class`` to that server.
 * :class:`CPUServerAdapter` registers the engine's receive RPC with :mod:`sspo_verl.cpu.vllm_weight_sync`, so a
   sync whose engine fails raises the engine's error at once instead of blocking.
@@ -19,6 +23,8 @@ installs the ``vllm`` distribution alias (:mod:`sspo_verl.cpu.vllm_distribution`
 
 from __future__ import annotations
 
+import os
+
 from sspo_verl.cpu import vllm_distribution
 
 vllm_distribution.install()  # verl's vllm_rollout package refuses to import without a 'vllm' distribution
@@ -29,12 +35,20 @@ from verl.workers.rollout.vllm_rollout.vllm_rollout import ServerAdapter  # noqa
 
 from sspo_verl.cpu import vllm_weight_sync  # noqa: E402
 from sspo_verl.cpu.vllm_worker import WORKER_EXTENSION  # noqa: E402
+from sspo_verl.known_warnings import vllm_logging_config_path  # noqa: E402
 
 __all__ = ["CPUServerAdapter", "CPUvLLMHttpServer", "CPUvLLMReplica"]
 
 
 class CPUvLLMHttpServer(vLLMHttpServer):
-    """verl's vLLM server actor; its engine's workers use the CPU worker extension."""
+    """verl's vLLM server actor; its engine's workers use the CPU worker extension, its engine processes the CPU
+    backend's known-warning filters."""
+
+    def __init__(self, *args, **kwargs):
+        path = vllm_logging_config_path()
+        if path is not None:
+            os.environ["VLLM_LOGGING_CONFIG_PATH"] = path  # read by vLLM in the processes this actor spawns
+        super().__init__(*args, **kwargs)
 
     def _get_worker_extension_cls(self) -> str:
         return WORKER_EXTENSION

@@ -27,8 +27,13 @@ _PROBE = textwrap.dedent(
     from sspo_verl.cpu.process_group import INIT_PROCESS_GROUP
 
     def state():
+        import logging
+        from sspo_verl.known_warnings import CPU_BACKEND_RECORDS, cpu_backend_filter
         s = dict(
             active=cpu.is_active(),
+            known_cpu_warnings_dropped=all(
+                cpu_backend_filter() in logging.getLogger(name).filters for name in CPU_BACKEND_RECORDS
+            ),
             platform_registered="cpu" in PlatformRegistry.registered_names(),
             init_pg_wrapped=INIT_PROCESS_GROUP.is_installed(),
             hf_rollout=("hf", "async") in _ROLLOUT_REGISTRY,
@@ -77,6 +82,7 @@ def test_with_verl_platform_cpu_every_part_is_active_once():
     s = out["at_import"]
     assert s == {
         "active": True,
+        "known_cpu_warnings_dropped": True,
         "platform_registered": True,
         "init_pg_wrapped": True,
         "hf_rollout": True,
@@ -93,6 +99,7 @@ def test_without_verl_platform_cpu_nothing_changes_until_asked():
     out, stderr = _probe("late", None)
     assert out["at_import"] == {
         "active": False,
+        "known_cpu_warnings_dropped": False,  # a GPU run keeps them
         "platform_registered": False,
         "init_pg_wrapped": False,
         "hf_rollout": False,
