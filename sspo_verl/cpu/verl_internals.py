@@ -41,10 +41,10 @@ class VerlSymbol:
 PRIVATE_SYMBOLS: tuple[VerlSymbol, ...] = (
     VerlSymbol(
         "verl.workers.rollout.base._ROLLOUT_REGISTRY",
-        "sspo_verl.cpu.rollout.register, sspo_verl.cpu.vllm_rollout.register",
+        "sspo_verl.cpu.rollout.register, sspo_verl.cpu.vllm_rollout.register, sspo_verl.preflight.ranges",
         "maps (rollout.name, mode) to the BaseRollout class built in each trainer worker; verl 0.9.1 has no "
         "public register function for it, so the 'hf' adapter is added to the dict and on CPU ('vllm', 'async') "
-        "points at CPUServerAdapter",
+        "points at CPUServerAdapter; the pre-flight reads its keys (the rollout names and modes verl accepts)",
     ),
     VerlSymbol(
         "verl.workers.rollout.vllm_rollout.vllm_async_server.vLLMHttpServer._get_worker_extension_cls",
@@ -73,8 +73,15 @@ PRIVATE_SYMBOLS: tuple[VerlSymbol, ...] = (
     ),
     VerlSymbol(
         "verl.workers.engine.base.EngineRegistry._engines",
-        "sspo_verl.cpu.fsdp.register_engines",
-        "read to keep registration idempotent: EngineRegistry.register asserts on a duplicate key",
+        "sspo_verl.cpu.fsdp.register_engines, sspo_verl.preflight.ranges",
+        "read to keep registration idempotent: EngineRegistry.register asserts on a duplicate key; the pre-flight "
+        "reads its backends (the actor / ref strategies verl accepts)",
+    ),
+    VerlSymbol(
+        "verl.checkpoint_engine.base.CheckpointEngineRegistry._registry",
+        "sspo_verl.preflight.ranges",
+        "the checkpoint engines registered (rollout.checkpoint_engine.backend); verl 0.9.1 lists them only in "
+        "the error of CheckpointEngineRegistry.get",
     ),
 )
 

@@ -4,9 +4,10 @@ a zero batch, a token budget below the sequence length or ``data.truncation=errr
 of trained on (or failing minutes later inside a Ray worker).
 
 :data:`RANGES` (key, bounds, what the value means), :data:`RELATIONS` (key ≥ a sum of keys, when a switch is on)
-and :data:`CHOICES` (key, the strings verl accepts, read from verl where verl states them) are the tables; the
-schema walk (:mod:`sspo_verl.preflight.schema`) checks a value's range right after its
-type (a choice likewise, each element of a list), and the relations after every value. A key that is missing or null is not checked (verl's default or the
+and :data:`CHOICES` (key, the strings verl accepts, read from verl's registries and constants where verl states
+them) are the tables; the schema walk (:mod:`sspo_verl.preflight.schema`) checks a value's range right after its
+type (a choice likewise, each element of a list, where the value is written rather than interpolated), and the
+relations after every value. A key that is missing or null is not checked (verl's default or the
 key's own "unset" applies).
 """
 
@@ -84,21 +85,77 @@ class Relation:
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """``key`` (each element, for a list) is one of ``values``: strings verl types as ``str`` and checks only in code
-    that runs inside Ray. ``values`` is a tuple, or a function reading them from verl where verl states them."""
+    """``key`` (each element, for a list; each ``sep``-separated part, where given) is one of ``values``: strings verl
+    types as ``str`` and checks only in code that runs inside Ray. ``values`` is a tuple, or a function of the
+    pre-flight's context reading them from verl where verl states them (a registry: what this process holds)."""
 
     key: str
     meaning: str
-    values: Union[tuple[str, ...], Callable[[], Collection[str]]]
+    values: Union[tuple[str, ...], Callable[[Context], Collection[str]]]
+    sep: Optional[str] = None
 
-    def allowed(self) -> tuple[str, ...]:
-        return tuple(self.values if isinstance(self.values, tuple) else sorted(self.values()))
+    def allowed(self, ctx: Context) -> tuple[str, ...]:
+        return tuple(self.values if isinstance(self.values, tuple) else sorted(self.values(ctx)))
 
 
-def _tracking_backends() -> Collection[str]:
+def _tracking_backends(_ctx: Context) -> Collection[str]:
     from verl.utils.tracking import Tracking
 
     return Tracking.supported_backend
+
+
+def _rollout_registry() -> Collection[tuple[str, str]]:
+    """verl's rollout registry's keys, (rollout.name, rollout.mode): each trainer worker asserts its pair is one
+    (``verl.workers.rollout.base.get_rollout_class``)."""
+    from sspo_verl.cpu import verl_internals
+
+    return verl_internals.resolve("verl.workers.rollout.base._ROLLOUT_REGISTRY")
+
+
+def _rollout_names(ctx: Context) -> Collection[str]:
+    """The names in verl's rollout registry; on ``trainer.device=cpu`` also the CPU backend's rollouts, which
+    :func:`sspo_verl.cpu.activate` registers in every process of the run (a dry run does not activate it)."""
+    from sspo_verl.cpu.launch import CPU_ROLLOUTS
+
+    names = {name for name, _mode in _rollout_registry()}
+    return names | set(CPU_ROLLOUTS) if ctx.get("trainer.device") == "cpu" else names
+
+
+def _rollout_modes(_ctx: Context) -> Collection[str]:
+    return {mode for _name, mode in _rollout_registry()}
+
+
+def _engine_strategies(_ctx: Context) -> Collection[str]:
+    """The training-engine backends verl registers here for the actor's and the reference's model type
+    (``EngineRegistry.new(model_type="language_model", backend=strategy)`` in ``verl.workers.engine_workers``)."""
+    from sspo_verl.cpu import verl_internals
+
+    return verl_internals.resolve("verl.workers.engine.base.EngineRegistry._engines")["language_model"]
+
+
+def _checkpoint_engines(ctx: Context) -> Collection[str]:
+    """verl's checkpoint engines registered here, after importing ``checkpoint_engine.custom_backend_module`` as
+    verl does before it looks the backend up (``verl.workers.engine_workers``)."""
+    import importlib
+
+    from sspo_verl.cpu import verl_internals
+
+    registry = verl_internals.resolve("verl.checkpoint_engine.base.CheckpointEngineRegistry._registry")
+    module = ctx.get(f"{ROLLOUT}.checkpoint_engine.custom_backend_module")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"{ROLLOUT}.checkpoint_engine.custom_backend_module={module!r} does not import ({exc}); "
+                             "verl imports it in every worker before it looks the backend up. Fix the module name, "
+                             "or install it.") from exc
+    return registry
+
+
+def _rollout_rs_options(_ctx: Context) -> Collection[str]:
+    from verl.trainer.ppo.rollout_corr_helper import SUPPORTED_ROLLOUT_RS_OPTIONS
+
+    return SUPPORTED_ROLLOUT_RS_OPTIONS
 
 
 def _positive_int(key: str, meaning: str, also: tuple = ()) -> Range:
@@ -169,6 +226,12 @@ RELATIONS: tuple[Relation, ...] = (
              "it inside a Ray worker)", when=f"{ROLLOUT}.log_prob_use_dynamic_bsz"),
 )
 
+# verl.trainer.ppo.core_algos.kl_penalty: kl_penalty_forward's if-chain ("full" raises NotImplementedError), each
+# also with the straight-through suffix "+" (e.g. "k3+").
+_KL_ESTIMATORS = tuple(f"{name}{plus}" for name in ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3")
+                       for plus in ("", "+"))
+RC = "algorithm.rollout_correction"
+
 # String choices verl enforces only where it uses them, inside Ray.
 CHOICES: tuple[Choice, ...] = (
     # verl.utils.torch_functional.postprocess_data asserts these, in the dataset of the first rollout batch.
@@ -177,6 +240,27 @@ CHOICES: tuple[Choice, ...] = (
     # verl.trainer.ppo.v1.trainer_base._load_checkpoint: any other value logs "Unknown resume mode" and then fails.
     Choice("trainer.resume_mode", "where the run resumes from", ("auto", "disable", "resume_path")),
     Choice("trainer.logger", "verl's metric loggers (verl.utils.tracking.Tracking asserts each)", _tracking_backends),
+    Choice(f"{ROLLOUT}.name", "the rollout engines registered in verl (on trainer.device=cpu: with the CPU backend's)",
+           _rollout_names),
+    Choice(f"{ROLLOUT}.mode", "the rollout modes of verl's rollout registry", _rollout_modes),
+    Choice(f"{ACTOR}.strategy", "the training engines registered in verl here", _engine_strategies),
+    Choice("actor_rollout_ref.ref.strategy", "the training engines registered in verl here", _engine_strategies),
+    Choice(f"{ROLLOUT}.checkpoint_engine.backend", "the trainer-to-rollout weight transports verl registered here: "
+           "not those whose transport package does not import, e.g. nccl without cupy (pip install 'verl[cupy-cu130]')",
+           _checkpoint_engines),
+    # verl.trainer.ppo.rollout_corr_helper.compute_rollout_correction_weights: its valid_is_levels.
+    Choice(f"{RC}.rollout_is", "the importance-weight level (null: no weights)", ("sequence", "token")),
+    Choice(f"{RC}.rollout_rs", "rejection-sampling criteria, comma-separated (null: none)", _rollout_rs_options,
+           sep=","),
+    # verl.trainer.ppo.core_algos.compute_policy_loss_bypass_mode: an if-chain, else ValueError.
+    Choice(f"{RC}.loss_type", "the bypass-mode loss", ("ppo_clip", "reinforce")),
+    # verl.trainer.ppo.v1.replay_buffer.ReplayBuffer.__init__ asserts these.
+    Choice("trainer.v1.sampler.max_off_policy_strategy", "what the replay buffer does with a too-stale sample",
+           ("drop", "wait")),
+    Choice(f"{ACTOR}.kl_loss_type", "the KL-loss estimator", _KL_ESTIMATORS),
+    Choice("algorithm.kl_penalty", "the in-reward KL estimator", _KL_ESTIMATORS),
+    # verl.trainer.ppo.core_algos.get_kl_controller: an if-chain, else NotImplementedError.
+    Choice("algorithm.kl_ctrl.type", "the in-reward KL controller", ("adaptive", "fixed")),
 )
 
 _BY_KEY = {spec.key: spec for spec in RANGES}
@@ -207,13 +291,20 @@ def check_range(ctx: Context, key: str, value) -> None:
 
 
 def check_choice(ctx: Context, key: str, value) -> None:
-    """``key``'s row of :data:`CHOICES` (if it has one): a string (or a list element) not among its values → error
-    naming the key, the value and the values verl accepts. A null value is not checked."""
+    """``key``'s row of :data:`CHOICES` (if it has one): a string (or a list element, or a part) not among its values
+    → error naming the key, the value and the values verl accepts. A null value is not checked."""
     spec = _CHOICE_BY_KEY.get(key)
     if spec is None or value is None:
         return
-    allowed = spec.allowed()
-    for item in value if isinstance(value, (list, tuple)) else [value]:
+    try:
+        allowed = spec.allowed(ctx)
+    except ValueError as exc:  # what the values depend on is itself wrong (a custom module that does not import)
+        ctx.error("ranges", f"{key}={value!r} cannot be checked: {exc}")
+        return
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if spec.sep is not None and isinstance(value, str):
+        items = [part.strip() for part in value.split(spec.sep) if part.strip()] or [value]
+    for item in items:
         if item not in allowed:
             ctx.error(
                 "ranges",

@@ -439,7 +439,8 @@ def check_schema(ctx: Context) -> None:
                 ctx.error(CHECK, message)
                 written_refused = True
             continue
-        check_choice(ctx, leaf.key, leaf.value)
+        if not leaf.derived:  # (a derived choice is checked where it is written: ref.strategy, the actor's)
+            check_choice(ctx, leaf.key, leaf.value)
         if not isinstance(leaf.value, (dict, list)):
             good[leaf.key] = leaf.value
             check_range(ctx, leaf.key, leaf.value)

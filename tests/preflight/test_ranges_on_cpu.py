@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from sspo_verl.preflight.ranges import CHOICES, RANGES, RELATIONS
-from tests.preflight.configs import ALGORITHMS, check, messages
+from tests.preflight.configs import ALGORITHMS, check, config, messages
 
 A = "actor_rollout_ref.actor"
 R = "actor_rollout_ref.rollout"
@@ -76,17 +76,110 @@ def test_minus_one_means_off_where_verl_says_so(data_dir):
     assert messages(report, "ranges") == []
 
 
+TINY_CPU = ["hardware=cpu", "model=tiny", "rollout=hf", "preflight.check_files=false",
+            "preflight.check_cluster=false"]
+
+
+def _allowed(choice, overrides=TINY_CPU):
+    from sspo_verl.preflight.context import Context, PreflightReport
+
+    ctx = Context(config(overrides), PreflightReport(), {}, lambda *_: 8, lambda *_: [])
+    return choice.allowed(ctx)
+
+
+def _written(choice, *values) -> str:
+    """``key=value`` for the override parser: a list key as a list, a ``sep`` row's parts joined and quoted."""
+    if choice.key == "trainer.logger":
+        return f"{choice.key}=[{','.join(values)}]"
+    if choice.sep:
+        return f"{choice.key}='{choice.sep.join(values)}'"
+    assert len(values) == 1
+    return f"{choice.key}={values[0]}"
+
+
 @pytest.mark.parametrize("choice", CHOICES, ids=[c.key for c in CHOICES])
-def test_a_string_outside_verls_choices_is_refused_and_each_choice_passes(data_dir, choice):
-    allowed = choice.allowed()
+def test_a_string_outside_verls_choices_is_refused_and_each_choice_passes(choice):
+    allowed = _allowed(choice)
     assert allowed, choice  # read from verl: an empty list would make the check refuse everything
     typo = allowed[0] + "x"
-    value = f"[{allowed[0]},{typo}]" if choice.key == "trainer.logger" else typo
-    _, report = check([f"{choice.key}={value}", "preflight.check_cluster=false"])
-    (msg,) = messages(report, "ranges", "error")
+    value = _written(choice, allowed[0], typo) if choice.key == "trainer.logger" or choice.sep else _written(choice, typo)
+    (msg,) = messages(check([value, *TINY_CPU])[1], "ranges", "error")  # one: not again for ref.strategy (derived)
     assert msg.startswith(f"{choice.key}=") and repr(typo) in msg and repr(allowed[-1]) in msg, msg
     for good in allowed:
         if choice.key == "trainer.resume_mode" and good == "resume_path":
             continue  # needs trainer.resume_from_path (the files check's)
-        value = f"[{good}]" if choice.key == "trainer.logger" else good
-        assert messages(check([f"{choice.key}={value}", "preflight.check_cluster=false"])[1], "ranges") == []
+        assert messages(check([_written(choice, good), *TINY_CPU])[1], "ranges") == [], good
+
+
+# How to register one more name where each row's values live in verl (a row reading verl needs an entry here).
+def _register_rollout(monkeypatch, name):
+    from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+
+    monkeypatch.setitem(_ROLLOUT_REGISTRY, (name, name), "some.module.ServerAdapter")
+
+
+def _register_engine(monkeypatch, name):
+    from verl.workers.engine.base import EngineRegistry
+
+    monkeypatch.setitem(EngineRegistry._engines["language_model"], name, {})
+
+
+def _register_checkpoint_engine(monkeypatch, name):
+    from verl.checkpoint_engine import CheckpointEngineRegistry
+
+    monkeypatch.setitem(CheckpointEngineRegistry._registry, name, object)
+
+
+def _register_tracker(monkeypatch, name):
+    from verl.utils.tracking import Tracking
+
+    monkeypatch.setattr(Tracking, "supported_backend", [*Tracking.supported_backend, name])
+
+
+def _register_rs_option(monkeypatch, name):
+    import verl.trainer.ppo.rollout_corr_helper as helper
+
+    monkeypatch.setattr(helper, "SUPPORTED_ROLLOUT_RS_OPTIONS", {*helper.SUPPORTED_ROLLOUT_RS_OPTIONS, name})
+
+
+REGISTER = {
+    "trainer.logger": _register_tracker,
+    f"{R}.name": _register_rollout,
+    f"{R}.mode": _register_rollout,
+    f"{A}.strategy": _register_engine,
+    "actor_rollout_ref.ref.strategy": _register_engine,
+    f"{R}.checkpoint_engine.backend": _register_checkpoint_engine,
+    "algorithm.rollout_correction.rollout_rs": _register_rs_option,
+}
+FROM_VERL = [c for c in CHOICES if not isinstance(c.values, tuple)]
+
+
+def test_every_row_read_from_verl_has_a_way_to_register_a_name_here():
+    assert {c.key for c in FROM_VERL} == set(REGISTER)
+
+
+@pytest.mark.parametrize("choice", FROM_VERL, ids=[c.key for c in FROM_VERL])
+def test_a_name_registered_in_verl_is_accepted(monkeypatch, choice):
+    name = "registered_here"
+    assert name not in _allowed(choice)
+    REGISTER[choice.key](monkeypatch, name)
+    assert name in _allowed(choice)
+    assert messages(check([_written(choice, name), *TINY_CPU])[1], "ranges") == []
+
+
+def test_the_cpu_rollouts_are_accepted_on_cpu_only(monkeypatch):
+    from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+
+    monkeypatch.delitem(_ROLLOUT_REGISTRY, ("hf", "async"), raising=False)  # an earlier test may have activated it
+    assert messages(check([f"{R}.name=hf", *TINY_CPU])[1], "ranges") == []  # registered by the CPU backend
+    (msg,) = messages(check([f"{R}.name=hf", "preflight.check_files=false", "preflight.check_cluster=false"])[1],
+                      "ranges", "error")
+    assert msg.startswith(f"{R}.name='hf': 'hf' is not one of") and "'vllm'" in msg
+
+
+def test_a_custom_checkpoint_engine_module_is_imported_and_a_missing_one_named():
+    # hardware=cpu names sspo's gloo engine in custom_backend_module: importing it registers the backend
+    assert messages(check([f"{R}.checkpoint_engine.backend=gloo", *TINY_CPU])[1], "ranges") == []
+    (msg,) = messages(check([f"{R}.checkpoint_engine.custom_backend_module=no_such_module", *TINY_CPU])[1],
+                      "ranges", "error")
+    assert "custom_backend_module='no_such_module' does not import" in msg, msg
