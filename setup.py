@@ -56,8 +56,10 @@ setup(
         # verl's vLLM stack (torch 2.11 cu130, vLLM 0.24), all wheels on PyPI. Not flash-attn: verl's
         # `flash-attn-cu130torch211` extra is flash-attn 2.8.3, an sdist only, whose build imports torch and needs
         # nvcc; the GPU presets use SDPA, and flash-attn is the README's own optional step (--no-build-isolation).
-        "gpu": [f"verl[vllm]=={VERL_VERSION}"],
-        "vllm": [f"verl[vllm]=={VERL_VERSION}"],
+        # cupy-cu130: verl's NCCL checkpoint engine (mode=separate_async's weight push) registers only where cupy
+        # imports; verl's own `fsdp` extra pulls it the same way.
+        "gpu": [f"verl[vllm,cupy-cu130]=={VERL_VERSION}"],
+        "vllm": [f"verl[vllm,cupy-cu130]=={VERL_VERSION}"],
         # The CPU build of vLLM for rollout=vllm on hardware=cpu (sspo_verl/cpu/vllm): 0.27.1 is the first built on
         # torch 2.13 CPU. It also pulls PyPI's CUDA builds of torchvision / torchcodec, which break imports on CPU
         # torch: `make setup` removes them (text-only models need neither). Not with the `vllm`/`gpu` extras.

@@ -183,3 +183,5 @@ def test_install_line_resolves_from_wheels_without_large_downloads(line, resolve
                     pins[req.name] = next(iter(req.specifier)).version
             assert {name: installs[name]["metadata"]["version"] for name in pins} == pins, line
             assert set(pins) == {"torch", "vllm"}
+            # verl registers its NCCL checkpoint engine (mode=separate_async on GPUs) only where cupy imports
+            assert "cupy-cuda13x" in installs, line

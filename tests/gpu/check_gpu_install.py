@@ -227,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         label = " ".join(overrides)
         check(f"preflight [{label}]", lambda o=overrides: check_preflight(o))
         check(f"vLLM engine args [{label}]", lambda o=overrides: check_engine_args(o))
+    # the async presets on the default GPU setup: separate_async's NCCL checkpoint engine is registered only where
+    # cupy imports (the gpu extra's verl[cupy-cu130]), which pre-flight checks
+    for overrides in (["mode=colocate_async"],
+                      ["mode=separate_async", "trainer.n_gpus_per_node=4", "actor_rollout_ref.rollout.n_gpus_per_node=4"]):
+        check(f"preflight [{' '.join(overrides)}]", lambda o=overrides: check_preflight(o))
     failed = [name for name, ok, _ in RESULTS if not ok]
     print(f"{len(RESULTS) - len(failed)}/{len(RESULTS)} checks passed" + (f"; failed: {failed}" if failed else ""))
     return 1 if failed else 0
