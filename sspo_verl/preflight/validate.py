@@ -1,7 +1,8 @@
 """verl's own pre-Ray config check, ``verl.utils.config.validate_config`` (what ``verl.trainer.main_ppo`` runs first;
 it builds the actor's config dataclasses, so their ``__post_init__`` checks and SSPO's run too), reported with the
 keys its refusal concerns. What it refuses is not checked again by sspo-verl's own checks
-(tests/preflight/test_validate_on_cpu.py lists those inputs and asserts this check refuses each).
+(tests/preflight/test_validate_on_cpu.py lists those inputs and asserts this check refuses each, and hands verl
+every out-of-range value of ranges.RANGES: it accepts all but the two node / GPU counts, whose refusal names no key).
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from tests.preflight.configs import check, messages
+from sspo_verl.preflight.context import Context, PreflightReport
+from sspo_verl.preflight.validate import check_verl
+from tests.preflight.configs import check, config, messages
+from tests.preflight.test_ranges_on_cpu import BAD
 
 POLICY_LOSS = "actor_rollout_ref.actor.policy_loss"
 # verl checks batch geometry only without dynamic batch size (the GPU presets use dynamic batch size)
@@ -51,3 +54,23 @@ def test_verl_runs_before_the_algorithm_checks_and_after_the_ranges(data_dir):
     for override in ("trainer.nnodes=0", "trainer.n_gpus_per_node=0"):
         _, report = check([*STATIC, override])
         assert {f.check for f in report.errors} == {"ranges"}, report.errors
+
+
+# Rows of ranges.RANGES whose bad values verl's validate_config refuses too: kept, because verl's refusal names no
+# key (ZeroDivisionError: integer modulo by zero; "minimal possible batch size (1.5)").
+RANGES_VERL_ALSO_REFUSES = {"trainer.nnodes", "trainer.n_gpus_per_node"}
+
+
+@pytest.mark.parametrize(("key", "value"), BAD, ids=[f"{k.rsplit('.', 1)[-1]}={v}" for k, v in BAD])
+def test_a_range_row_checks_what_verls_validate_config_does_not(key, value):
+    """Each bad value of test_ranges' table handed to verl's check alone (the schema and range checks skipped): verl
+    accepts it, so the row of ranges.RANGES checks nothing twice, unless verl's own refusal names no key."""
+    cfg = config([*STATIC, f"{key}={value}"])
+    ctx = Context(config=cfg, report=PreflightReport(), env={}, gpu_counter=None, cluster_probe=None)
+    check_verl(ctx)
+    refusals = [f.message for f in ctx.report.errors]
+    if key in RANGES_VERL_ALSO_REFUSES:
+        (msg,) = refusals
+        assert msg.startswith("verl's validate_config refused the config:"), msg  # no key named
+    else:
+        assert refusals == [], f"verl refuses {key}={value!r} itself: delete its row of ranges.RANGES"
